@@ -1,0 +1,708 @@
+//! The shared-memory accessor: the only way this project touches memory a peer can write.
+//!
+//! DESIGN invariant 7: never form a Rust reference (`&T`, `&[u8]`) into memory another domain
+//! may write concurrently. [`SharedMem`] is a bounds-checked view of such memory that offers
+//! only atomic loads, stores and read-modify-writes, and volatile copies into and out of
+//! private memory. A value copied out is a private snapshot: validate it, then use it, and never
+//! read the shared copy again (XSA-155).
+//!
+//! Under `cfg(loom)` the same API is backed by loom atomics so that every lock-free protocol
+//! built on it (end-access against the hypervisor's map, ring indices, vchan notify bytes) can
+//! be model-checked without changing a line of the protocol code.
+//!
+//! The access type parameter says what *we* may do: a [`SharedMem<ReadOnly>`] has no store
+//! methods, so a read-only foreign mapping cannot be written through (DESIGN invariant 3).
+//!
+//! # Offsets
+//!
+//! Offsets and lengths are the caller's own (constants, or values already validated); an
+//! offset out of bounds or a misaligned atomic is a bug in the caller and panics. Never pass a
+//! peer-controlled value without checking it first: use [`SharedMem::get`] for a fallible view.
+#![allow(unsafe_code)] // The one module of this crate that touches raw memory.
+
+use crate::access::{Access, ReadOnly, Writable};
+use core::marker::PhantomData;
+pub use core::sync::atomic::Ordering;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+#[cfg(not(loom))]
+use core::ptr::NonNull;
+#[cfg(not(loom))]
+use core::sync::atomic::{AtomicU8, AtomicU16, AtomicU32};
+#[cfg(loom)]
+use loom::sync::atomic::AtomicU32;
+
+/// A memory fence, the `xen_mb()` of `ring.h` when given `SeqCst`.
+///
+/// Under `cfg(loom)` this is loom's fence, so models see it.
+#[inline]
+pub fn fence(order: Ordering) {
+    #[cfg(not(loom))]
+    core::sync::atomic::fence(order);
+    #[cfg(loom)]
+    loom::sync::atomic::fence(order);
+}
+
+/// A view of memory that a peer may read or write concurrently.
+///
+/// `'a` ties the view to whatever keeps the memory alive (a page, a mapping guard): the borrow
+/// checker rejects a view that outlives it. `A` is [`Writable`] or [`ReadOnly`].
+pub struct SharedMem<'a, A: Access = Writable> {
+    #[cfg(not(loom))]
+    ptr: NonNull<u8>,
+    #[cfg(loom)]
+    words: &'a [AtomicU32],
+    #[cfg(loom)]
+    base: usize,
+    len: usize,
+    _life: PhantomData<(&'a [u8], A)>,
+}
+
+impl<A: Access> Clone for SharedMem<'_, A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<A: Access> Copy for SharedMem<'_, A> {}
+
+// SAFETY: the view gives out no references into the memory, only atomic and volatile
+// accesses, which may happen from any thread; the memory itself is kept alive by `'a`.
+#[cfg(not(loom))]
+unsafe impl<A: Access> Send for SharedMem<'_, A> {}
+// SAFETY: as for `Send`: every access through `&SharedMem` is atomic or volatile.
+#[cfg(not(loom))]
+unsafe impl<A: Access> Sync for SharedMem<'_, A> {}
+
+impl<A: Access> core::fmt::Debug for SharedMem<'_, A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SharedMem")
+            .field("len", &self.len)
+            .field("access", &A::NAME)
+            .finish()
+    }
+}
+
+#[track_caller]
+fn check(off: usize, size: usize, len: usize) {
+    match off.checked_add(size) {
+        Some(end) if end <= len => {}
+        _ => panic!("shared memory access {off}+{size} out of bounds (len {len})"),
+    }
+}
+
+#[track_caller]
+fn check_atomic(off: usize, size: usize, len: usize) {
+    check(off, size, len);
+    assert!(
+        off % size == 0,
+        "misaligned {size}-byte atomic at offset {off}"
+    );
+}
+
+#[cfg(not(loom))]
+impl<'a, A: Access> SharedMem<'a, A> {
+    /// Wraps raw memory shared with a peer.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be valid for reads (and, for `A = Writable`, writes) of `len` bytes for all
+    /// of `'a`, aligned to 8 bytes, and during `'a` that memory must be accessed by this
+    /// process only through `SharedMem` (atomics and volatile copies), never through Rust
+    /// references. Other domains or processes may access it in any way.
+    pub unsafe fn from_raw_parts(ptr: NonNull<u8>, len: usize) -> Self {
+        debug_assert!(
+            ptr.as_ptr() as usize % 8 == 0,
+            "shared memory must be 8-aligned"
+        );
+        SharedMem {
+            ptr,
+            len,
+            _life: PhantomData,
+        }
+    }
+
+    /// The address of the first byte (for platform code: hypercall arguments, `munmap`).
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
+    fn at(&self, off: usize) -> *mut u8 {
+        // SAFETY: callers checked `off <= len`, so the result stays within (or one past) the
+        // allocation described by `ptr`/`len` (the contract of `from_raw_parts`).
+        unsafe { self.ptr.as_ptr().add(off) }
+    }
+
+    fn sub_unchecked(&self, off: usize, len: usize) -> Self {
+        SharedMem {
+            ptr: NonNull::new(self.at(off)).expect("in-bounds pointer is non-null"),
+            len,
+            _life: PhantomData,
+        }
+    }
+}
+
+#[cfg(loom)]
+impl<'a, A: Access> SharedMem<'a, A> {
+    fn sub_unchecked(&self, off: usize, len: usize) -> Self {
+        SharedMem {
+            words: self.words,
+            base: self.base + off,
+            len,
+            _life: PhantomData,
+        }
+    }
+
+    fn word(&self, off: usize) -> (&'a AtomicU32, u32) {
+        let abs = self.base + off;
+        (&self.words[abs / 4], ((abs % 4) * 8) as u32)
+    }
+
+    fn rmw_sub(&self, off: usize, bits: u32, f: impl Fn(u32) -> u32, order: Ordering) -> u32 {
+        let (w, shift) = self.word(off);
+        let mask = if bits == 32 {
+            u32::MAX
+        } else {
+            ((1u32 << bits) - 1) << shift
+        };
+        let mut cur = w.load(Ordering::Relaxed);
+        loop {
+            let old = (cur & mask) >> shift;
+            let new = (cur & !mask) | ((f(old) << shift) & mask);
+            match w.compare_exchange(cur, new, order, Ordering::Relaxed) {
+                Ok(_) => return old,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn load_sub(&self, off: usize, bits: u32, order: Ordering) -> u32 {
+        let (w, shift) = self.word(off);
+        let mask = if bits == 32 {
+            u32::MAX
+        } else {
+            (1u32 << bits) - 1
+        };
+        (w.load(order) >> shift) & mask
+    }
+}
+
+impl<'a, A: Access> SharedMem<'a, A> {
+    /// Length of the view in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty view.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A sub-view of `len` bytes at `off`, or `None` if it does not fit.
+    pub fn get(&self, off: usize, len: usize) -> Option<SharedMem<'a, A>> {
+        let end = off.checked_add(len)?;
+        (end <= self.len).then(|| self.sub_unchecked(off, len))
+    }
+
+    /// A sub-view of `len` bytes at `off`.
+    ///
+    /// # Panics
+    ///
+    /// If the range does not fit.
+    #[track_caller]
+    pub fn sub(&self, off: usize, len: usize) -> SharedMem<'a, A> {
+        check(off, len, self.len);
+        self.sub_unchecked(off, len)
+    }
+
+    /// The same memory, without the right to write it.
+    pub fn read_only(self) -> SharedMem<'a, ReadOnly> {
+        SharedMem {
+            #[cfg(not(loom))]
+            ptr: self.ptr,
+            #[cfg(loom)]
+            words: self.words,
+            #[cfg(loom)]
+            base: self.base,
+            len: self.len,
+            _life: PhantomData,
+        }
+    }
+
+    /// Atomic load of the byte at `off`.
+    #[track_caller]
+    pub fn load_u8(&self, off: usize, order: Ordering) -> u8 {
+        check_atomic(off, 1, self.len);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in bounds (checked); bytes are always aligned; the memory is only
+            // accessed atomically or volatilely by this process (`from_raw_parts` contract).
+            unsafe { AtomicU8::from_ptr(self.at(off)) }.load(order)
+        }
+        #[cfg(loom)]
+        {
+            self.load_sub(off, 8, order) as u8
+        }
+    }
+
+    /// Atomic load of the `u16` at `off` (2-aligned).
+    #[track_caller]
+    pub fn load_u16(&self, off: usize, order: Ordering) -> u16 {
+        check_atomic(off, 2, self.len);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in bounds and 2-aligned (checked, base is 8-aligned); atomic-only
+            // access per the `from_raw_parts` contract.
+            unsafe { AtomicU16::from_ptr(self.at(off).cast()) }.load(order)
+        }
+        #[cfg(loom)]
+        {
+            self.load_sub(off, 16, order) as u16
+        }
+    }
+
+    /// Atomic load of the `u32` at `off` (4-aligned).
+    #[track_caller]
+    pub fn load_u32(&self, off: usize, order: Ordering) -> u32 {
+        check_atomic(off, 4, self.len);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in bounds and 4-aligned (checked, base is 8-aligned); atomic-only
+            // access per the `from_raw_parts` contract.
+            unsafe { AtomicU32::from_ptr(self.at(off).cast()) }.load(order)
+        }
+        #[cfg(loom)]
+        {
+            self.load_sub(off, 32, order)
+        }
+    }
+
+    /// Copies `dst.len()` bytes at `off` into private memory, each byte read once.
+    ///
+    /// The copy is volatile: the compiler may not re-read shared memory later in place of
+    /// `dst`, which is what makes a single copy a defence against double fetches.
+    #[track_caller]
+    pub fn read_bytes(&self, off: usize, dst: &mut [u8]) {
+        check(off, dst.len(), self.len);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the range is in bounds (checked) and `dst` is private memory that
+            // cannot overlap shared memory (it is a Rust reference, which we never form into
+            // shared memory).
+            unsafe { volatile_copy_in(self.at(off), dst) }
+        }
+        #[cfg(loom)]
+        {
+            for (i, b) in dst.iter_mut().enumerate() {
+                *b = self.load_sub(off + i, 8, Ordering::Relaxed) as u8;
+            }
+        }
+    }
+
+    /// Copies a wire value out of shared memory (once) into a private `T`.
+    #[track_caller]
+    pub fn read<T: FromBytes + IntoBytes>(&self, off: usize) -> T {
+        let mut v = T::new_zeroed();
+        self.read_bytes(off, v.as_mut_bytes());
+        v
+    }
+}
+
+impl<'a> SharedMem<'a, Writable> {
+    /// Atomic store of the byte at `off`.
+    #[track_caller]
+    pub fn store_u8(&self, off: usize, v: u8, order: Ordering) {
+        check_atomic(off, 1, self.len);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in bounds (checked); atomic-only access per `from_raw_parts`; `A` is
+            // `Writable`, so the creator promised the memory is writable.
+            unsafe { AtomicU8::from_ptr(self.at(off)) }.store(v, order)
+        }
+        #[cfg(loom)]
+        {
+            self.rmw_sub(off, 8, |_| v as u32, order);
+        }
+    }
+
+    /// Atomic store of the `u16` at `off` (2-aligned).
+    #[track_caller]
+    pub fn store_u16(&self, off: usize, v: u16, order: Ordering) {
+        check_atomic(off, 2, self.len);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in bounds and aligned (checked); writable, atomic-only access.
+            unsafe { AtomicU16::from_ptr(self.at(off).cast()) }.store(v, order)
+        }
+        #[cfg(loom)]
+        {
+            self.rmw_sub(off, 16, |_| v as u32, order);
+        }
+    }
+
+    /// Atomic store of the `u32` at `off` (4-aligned).
+    #[track_caller]
+    pub fn store_u32(&self, off: usize, v: u32, order: Ordering) {
+        check_atomic(off, 4, self.len);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in bounds and aligned (checked); writable, atomic-only access.
+            unsafe { AtomicU32::from_ptr(self.at(off).cast()) }.store(v, order)
+        }
+        #[cfg(loom)]
+        {
+            let (w, _) = self.word(off);
+            w.store(v, order)
+        }
+    }
+
+    /// Atomic compare-and-swap of the `u32` at `off`; returns the previous value either way.
+    #[track_caller]
+    pub fn compare_exchange_u32(
+        &self,
+        off: usize,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32> {
+        check_atomic(off, 4, self.len);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in bounds and aligned (checked); writable, atomic-only access.
+            unsafe { AtomicU32::from_ptr(self.at(off).cast()) }
+                .compare_exchange(current, new, success, failure)
+        }
+        #[cfg(loom)]
+        {
+            let (w, _) = self.word(off);
+            w.compare_exchange(current, new, success, failure)
+        }
+    }
+
+    /// Atomic OR into the byte at `off`; returns the previous value.
+    #[track_caller]
+    pub fn fetch_or_u8(&self, off: usize, bits: u8, order: Ordering) -> u8 {
+        check_atomic(off, 1, self.len);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in bounds (checked); writable, atomic-only access.
+            unsafe { AtomicU8::from_ptr(self.at(off)) }.fetch_or(bits, order)
+        }
+        #[cfg(loom)]
+        {
+            self.rmw_sub(off, 8, |o| o | bits as u32, order) as u8
+        }
+    }
+
+    /// Atomic AND into the byte at `off`; returns the previous value.
+    #[track_caller]
+    pub fn fetch_and_u8(&self, off: usize, bits: u8, order: Ordering) -> u8 {
+        check_atomic(off, 1, self.len);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in bounds (checked); writable, atomic-only access.
+            unsafe { AtomicU8::from_ptr(self.at(off)) }.fetch_and(bits, order)
+        }
+        #[cfg(loom)]
+        {
+            self.rmw_sub(off, 8, |o| o & bits as u32, order) as u8
+        }
+    }
+
+    /// Atomic AND into the `u16` at `off` (2-aligned); returns the previous value.
+    #[track_caller]
+    pub fn fetch_and_u16(&self, off: usize, bits: u16, order: Ordering) -> u16 {
+        check_atomic(off, 2, self.len);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in bounds and aligned (checked); writable, atomic-only access.
+            unsafe { AtomicU16::from_ptr(self.at(off).cast()) }.fetch_and(bits, order)
+        }
+        #[cfg(loom)]
+        {
+            self.rmw_sub(off, 16, |o| o & bits as u32, order) as u16
+        }
+    }
+
+    /// Atomic AND into the `u32` at `off` (4-aligned); returns the previous value.
+    #[track_caller]
+    pub fn fetch_and_u32(&self, off: usize, bits: u32, order: Ordering) -> u32 {
+        check_atomic(off, 4, self.len);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in bounds and aligned (checked); writable, atomic-only access.
+            unsafe { AtomicU32::from_ptr(self.at(off).cast()) }.fetch_and(bits, order)
+        }
+        #[cfg(loom)]
+        {
+            let (w, _) = self.word(off);
+            w.fetch_and(bits, order)
+        }
+    }
+
+    /// Copies private bytes into shared memory at `off` (volatile).
+    #[track_caller]
+    pub fn write_bytes(&self, off: usize, src: &[u8]) {
+        check(off, src.len(), self.len);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in bounds (checked), writable; `src` is private memory and cannot
+            // overlap shared memory.
+            unsafe { volatile_copy_out(src, self.at(off)) }
+        }
+        #[cfg(loom)]
+        {
+            for (i, b) in src.iter().enumerate() {
+                self.rmw_sub(off + i, 8, |_| *b as u32, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Copies a private wire value into shared memory at `off`.
+    #[track_caller]
+    pub fn write<T: IntoBytes + Immutable>(&self, off: usize, v: &T) {
+        self.write_bytes(off, v.as_bytes());
+    }
+
+    /// Sets `len` bytes at `off` to `byte` (for zeroing pages before they are shared: XSA-403).
+    #[track_caller]
+    pub fn fill(&self, off: usize, len: usize, byte: u8) {
+        check(off, len, self.len);
+        let chunk = [byte; 256];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(chunk.len());
+            self.write_bytes(off + done, &chunk[..n]);
+            done += n;
+        }
+    }
+
+    /// Copies `len` bytes from `src` (another shared view) to `off`, through a private bounce
+    /// buffer so that each source byte is read exactly once.
+    #[track_caller]
+    pub fn copy_from<B: Access>(
+        &self,
+        off: usize,
+        src: SharedMem<'_, B>,
+        src_off: usize,
+        len: usize,
+    ) {
+        check(off, len, self.len);
+        check(src_off, len, src.len);
+        let mut buf = [0u8; 512];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(buf.len());
+            src.read_bytes(src_off + done, &mut buf[..n]);
+            self.write_bytes(off + done, &buf[..n]);
+            done += n;
+        }
+    }
+}
+
+/// Volatile copy from shared memory: bytes until the source is 8-aligned, then 8-byte volatile
+/// loads, then the tail.
+///
+/// # Safety
+///
+/// `src` must be valid for reads of `dst.len()` bytes and must not overlap `dst`.
+#[cfg(not(loom))]
+unsafe fn volatile_copy_in(src: *const u8, dst: &mut [u8]) {
+    let n = dst.len();
+    let mut i = 0;
+    while i < n && (src as usize + i) % 8 != 0 {
+        // SAFETY: `i < n`, within the caller's valid range.
+        dst[i] = unsafe { src.add(i).read_volatile() };
+        i += 1;
+    }
+    while i + 8 <= n {
+        // SAFETY: `src + i` is 8-aligned (loop above) and `i + 8 <= n` keeps it in range.
+        let w = unsafe { src.add(i).cast::<u64>().read_volatile() };
+        dst[i..i + 8].copy_from_slice(&w.to_ne_bytes());
+        i += 8;
+    }
+    while i < n {
+        // SAFETY: `i < n`, within the caller's valid range.
+        dst[i] = unsafe { src.add(i).read_volatile() };
+        i += 1;
+    }
+}
+
+/// Volatile copy into shared memory, the mirror of [`volatile_copy_in`].
+///
+/// # Safety
+///
+/// `dst` must be valid for writes of `src.len()` bytes and must not overlap `src`.
+#[cfg(not(loom))]
+unsafe fn volatile_copy_out(src: &[u8], dst: *mut u8) {
+    let n = src.len();
+    let mut i = 0;
+    while i < n && (dst as usize + i) % 8 != 0 {
+        // SAFETY: `i < n`, within the caller's valid range.
+        unsafe { dst.add(i).write_volatile(src[i]) };
+        i += 1;
+    }
+    while i + 8 <= n {
+        let w = u64::from_ne_bytes(src[i..i + 8].try_into().expect("8 bytes"));
+        // SAFETY: `dst + i` is 8-aligned and `i + 8 <= n` keeps it in range.
+        unsafe { dst.add(i).cast::<u64>().write_volatile(w) };
+        i += 8;
+    }
+    while i < n {
+        // SAFETY: `i < n`, within the caller's valid range.
+        unsafe { dst.add(i).write_volatile(src[i]) };
+        i += 1;
+    }
+}
+
+/// An owned, zero-initialised, page-aligned allocation meant to be shared: page memory,
+/// grant-table frames, simulated rings.
+///
+/// It is only reachable through [`SharedMem`] views, so handing it to a peer never creates
+/// aliasing references.
+pub struct SharedRegion {
+    #[cfg(not(loom))]
+    ptr: NonNull<u8>,
+    #[cfg(loom)]
+    words: alloc::boxed::Box<[AtomicU32]>,
+    len: usize,
+}
+
+// SAFETY: the region owns its allocation and only hands out `SharedMem` views, whose accesses
+// are atomic or volatile; nothing in it is tied to a thread.
+#[cfg(not(loom))]
+unsafe impl Send for SharedRegion {}
+// SAFETY: see `Send`: shared use goes only through atomic/volatile accessors.
+#[cfg(not(loom))]
+unsafe impl Sync for SharedRegion {}
+
+impl core::fmt::Debug for SharedRegion {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SharedRegion")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+#[cfg(not(loom))]
+fn region_layout(len: usize) -> core::alloc::Layout {
+    core::alloc::Layout::from_size_align(len.max(1), crate::abi::PAGE_SIZE)
+        .expect("region size overflows a layout")
+}
+
+impl SharedRegion {
+    /// Allocates `len` zeroed bytes aligned to a page.
+    ///
+    /// # Panics
+    ///
+    /// If `len` is not a multiple of 8, or the allocation fails.
+    pub fn new_zeroed(len: usize) -> Self {
+        assert!(len % 8 == 0, "shared region length must be a multiple of 8");
+        #[cfg(not(loom))]
+        {
+            let layout = region_layout(len);
+            // SAFETY: the layout has non-zero size (`max(1)`).
+            let raw = unsafe { alloc::alloc::alloc_zeroed(layout) };
+            let ptr = NonNull::new(raw).unwrap_or_else(|| alloc::alloc::handle_alloc_error(layout));
+            SharedRegion { ptr, len }
+        }
+        #[cfg(loom)]
+        {
+            let words = (0..len / 4).map(|_| AtomicU32::new(0)).collect();
+            SharedRegion { words, len }
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty region.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A writable view of the whole region.
+    pub fn mem(&self) -> SharedMem<'_, Writable> {
+        #[cfg(not(loom))]
+        {
+            // SAFETY: the region owns `len` bytes at `ptr`, page-aligned, alive for the borrow
+            // of `self`; it never hands out references, only views.
+            unsafe { SharedMem::from_raw_parts(self.ptr, self.len) }
+        }
+        #[cfg(loom)]
+        {
+            SharedMem {
+                words: &self.words,
+                base: 0,
+                len: self.len,
+                _life: PhantomData,
+            }
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for SharedRegion {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new_zeroed` with exactly this layout, freed once.
+        unsafe { alloc::alloc::dealloc(self.ptr.as_ptr(), region_layout(self.len)) }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomics_and_copies_round_trip() {
+        let r = SharedRegion::new_zeroed(64);
+        let m = r.mem();
+        m.store_u32(4, 0xdead_beef, Ordering::Release);
+        assert_eq!(m.load_u32(4, Ordering::Acquire), 0xdead_beef);
+        assert_eq!(m.load_u16(4, Ordering::Relaxed), 0xbeef);
+        assert_eq!(m.load_u8(7, Ordering::Relaxed), 0xde);
+        assert_eq!(m.fetch_or_u8(0, 3, Ordering::SeqCst), 0);
+        assert_eq!(m.fetch_and_u8(0, !1, Ordering::SeqCst), 3);
+        assert_eq!(m.load_u8(0, Ordering::Relaxed), 2);
+        assert_eq!(
+            m.compare_exchange_u32(4, 1, 2, Ordering::SeqCst, Ordering::Relaxed),
+            Err(0xdead_beef)
+        );
+        let src: [u8; 29] = core::array::from_fn(|i| i as u8 + 1);
+        m.write_bytes(3, &src);
+        let mut back = [0u8; 29];
+        m.read_bytes(3, &mut back);
+        assert_eq!(back, src);
+        let v: [u8; 4] = m.sub(3, 8).read(1);
+        assert_eq!(v, [2, 3, 4, 5]);
+        m.fill(0, 64, 0xaa);
+        assert_eq!(m.load_u32(60, Ordering::Relaxed), 0xaaaa_aaaa);
+    }
+
+    #[test]
+    fn views_are_bounds_checked() {
+        let r = SharedRegion::new_zeroed(16);
+        let m = r.mem();
+        assert!(m.get(8, 8).is_some());
+        assert!(m.get(9, 8).is_none());
+        assert!(m.get(usize::MAX, 2).is_none());
+        let res = std::panic::catch_unwind(|| r.mem().load_u32(14, Ordering::Relaxed));
+        assert!(res.is_err());
+        let res = std::panic::catch_unwind(|| r.mem().load_u32(2, Ordering::Relaxed));
+        assert!(res.is_err(), "misaligned atomic must be refused");
+    }
+
+    #[test]
+    fn copy_from_goes_through_private_memory() {
+        let a = SharedRegion::new_zeroed(1024);
+        let b = SharedRegion::new_zeroed(1024);
+        let data: [u8; 700] = core::array::from_fn(|i| (i * 7) as u8);
+        a.mem().write_bytes(10, &data);
+        b.mem().copy_from(100, a.mem().read_only(), 10, 700);
+        let mut out = [0u8; 700];
+        b.mem().read_bytes(100, &mut out);
+        assert_eq!(out, data);
+    }
+}
