@@ -54,18 +54,24 @@ pub trait Grantor: Clone + Send + Sync + 'static {
     /// A fresh, zeroed private page.
     fn alloc_page(&self) -> Result<Self::Page, GrantError>;
     /// Grants `page` to `peer`. On failure the page comes back untouched.
+    ///
+    /// Only [`Granted`] can call this (it alone can make the [`Typestate`] token), so a raw
+    /// grant record never escapes the typestate.
     fn grant_page(
         &self,
         page: Self::Page,
         peer: Domid,
         readonly: bool,
+        token: &Typestate,
     ) -> Result<Self::Grant, (Self::Page, GrantError)>;
     /// The reference of a live grant.
     fn grant_ref(grant: &Self::Grant) -> GrantRef;
     /// The memory of a live grant (the peer may be using it).
     fn grant_mem(grant: &Self::Grant) -> SharedMem<'_, Writable>;
     /// Ends a grant if no peer has it pinned; otherwise gives it back.
-    fn try_end(&self, grant: Self::Grant) -> Result<Self::Ended, Self::Grant>;
+    ///
+    /// Only this crate's typestate can call it (see [`Typestate`]).
+    fn try_end(&self, grant: Self::Grant, token: &Typestate) -> Result<Self::Ended, Self::Grant>;
     /// Where grants that could not be ended wait.
     fn reclaim_queue(&self) -> &ReclaimQueue<Self::Grant>;
 
@@ -79,7 +85,7 @@ pub trait Grantor: Clone + Send + Sync + 'static {
         let mut ended = Vec::new();
         let mut still_busy = 0;
         for g in pending {
-            match self.try_end(g) {
+            match self.try_end(g, &Typestate(())) {
                 Ok(e) => ended.push(e),
                 Err(g) => {
                     still_busy += 1;
@@ -91,6 +97,14 @@ pub trait Grantor: Clone + Send + Sync + 'static {
         Reclaimed { ended, still_busy }
     }
 }
+
+/// Proof that a call comes from this crate's typestate ([`Granted`], [`Grantor::reclaim`]).
+///
+/// [`Grantor::grant_page`] and [`Grantor::try_end`] take one. Platforms implement those
+/// methods but cannot make the token, so drivers cannot call them and get hold of a raw grant
+/// record that could be dropped, with its page, while the peer still maps it.
+#[derive(Debug)]
+pub struct Typestate(());
 
 /// What one [`Grantor::reclaim`] pass did.
 #[derive(Debug)]
@@ -240,7 +254,7 @@ impl<G: Grantor, A: Access> Granted<G, A> {
         if !peer.is_real() {
             return Err((page, GrantError::InvalidDomain(peer)));
         }
-        let grant = grantor.grant_page(page, peer, A::READONLY)?;
+        let grant = grantor.grant_page(page, peer, A::READONLY, &Typestate(()))?;
         Ok(Self::from_grant(grantor.clone(), grant, peer))
     }
 
@@ -290,7 +304,7 @@ impl<G: Grantor, A: Access> Granted<G, A> {
         let Some(grant) = self.grant.take() else {
             unreachable!("a Granted always holds its grant until consumed")
         };
-        match self.grantor.try_end(grant) {
+        match self.grantor.try_end(grant, &Typestate(())) {
             Ok(ended) => Ok(ended),
             Err(grant) => {
                 self.grant = Some(grant);

@@ -8,7 +8,7 @@
 use crate::abi::{Domid, GrantRef};
 use crate::access::Writable;
 use crate::error::GrantError;
-use crate::grant::{Grantor, Page, ReclaimQueue};
+use crate::grant::{Grantor, Page, ReclaimQueue, Typestate};
 use crate::refs::{OwnedRef, RefAllocator};
 use crate::shared::SharedMem;
 use crate::v1;
@@ -112,6 +112,7 @@ impl<P: TablePlatform> Grantor for GrantTable<P> {
         page: P::Page,
         peer: Domid,
         readonly: bool,
+        _: &Typestate,
     ) -> Result<Self::Grant, (P::Page, GrantError)> {
         let frame = page.frame().0;
         let Ok(frame32) = u32::try_from(frame) else {
@@ -139,10 +140,11 @@ impl<P: TablePlatform> Grantor for GrantTable<P> {
         grant.page.mem()
     }
 
-    fn try_end(&self, grant: Self::Grant) -> Result<P::Page, Self::Grant> {
+    fn try_end(&self, grant: Self::Grant, _: &Typestate) -> Result<P::Page, Self::Grant> {
         if v1::try_end_access(self.inner.platform.table(), grant.gref.gref()) {
             let TableGrant { page, gref } = grant;
-            self.inner.refs.lock().free(gref);
+            // The ref came from this table's allocator: freeing it cannot fail.
+            let _ = self.inner.refs.lock().free(gref);
             Ok(page)
         } else {
             Err(grant)
