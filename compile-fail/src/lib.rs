@@ -23,13 +23,14 @@
 //! | `06b_still_in_use_field_is_private` | dig the grant out of `StillInUse` | 1 | E0616 |
 //! | `07a_owned_ref_clone` | clone an `OwnedRef` | 1, 2 (refs) | E0599 |
 //! | `07b_owned_ref_freed_twice` | free an `OwnedRef` twice | 1, 2 (refs) | E0382 |
-//! | `07c_owned_ref_cannot_be_forged` | build an `OwnedRef` by hand | 1, 2 (refs) | E0423 |
+//! | `07c_owned_ref_cannot_be_forged` | build an `OwnedRef` by hand | 1, 2 (refs) | E0451 |
 //! | `08a_access_is_sealed` | implement `Access` for a new type | 3 | E0277 |
 //! | `08b_access_seal_is_private` | implement the seal itself | 3 | E0603 |
 //! | `09a_shared_mem_outlives_region` | a `SharedMem` view outliving its region | 3, 7 | E0597 |
 //! | `09b_page_view_outlives_page` | a page's view kept across its grant | 1, 7 | E0505 |
 //! | `10_readonly_grant_is_not_writable` | a read-only grant used as a writable one | 3 | E0308 |
 //! | `11_reclaim_queue_cannot_be_drained` | take grants out of the reclaim queue | 2 | E0624 |
+//! | `12_raw_try_end_needs_the_typestate_token` | grant or end outside the typestate | 1, 2 | E0423 |
 //!
 //! The foreign-mapping cases (03, 04) are generic over `M: ForeignMapper`, so they hold for
 //! every platform and need no simulator.

@@ -78,7 +78,8 @@ pub use access::{Access, ReadOnly, Writable};
 pub use error::GrantError;
 pub use foreign::{ForeignMap, ForeignMapper, ForeignRef};
 pub use grant::{
-    Granted, GrantedRo, GrantedRw, Grantor, Page, ReclaimQueue, ReclaimStats, Reclaimed, StillInUse,
+    Granted, GrantedRo, GrantedRw, Grantor, Page, ReclaimQueue, ReclaimStats, Reclaimed,
+    StillInUse, Typestate,
 };
 pub use refs::{OwnedRef, RefAllocator};
 pub use shared::{SharedMem, SharedRegion};

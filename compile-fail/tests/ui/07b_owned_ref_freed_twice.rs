@@ -8,6 +8,6 @@ use xen_gnttab::RefAllocator;
 fn main() {
     let mut refs = RefAllocator::new(16);
     let r = refs.alloc().unwrap();
-    refs.free(r);
-    refs.free(r);
+    let _ = refs.free(r);
+    let _ = refs.free(r);
 }
