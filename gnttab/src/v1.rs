@@ -107,8 +107,30 @@ pub mod hypervisor {
         pinned: bool,
     ) -> Result<(), GntStatus> {
         let off = word0(gref);
+        set_status_with(
+            table.load_u32(off, Ordering::Relaxed),
+            |old, new| {
+                table.compare_exchange_u32(off, old, new, Ordering::SeqCst, Ordering::SeqCst)
+            },
+            mapper,
+            readonly,
+            mapflag,
+            pinned,
+        )
+    }
+
+    /// [`set_status`] over any compare-and-swap of the entry's first word: `first` is the word
+    /// as first read, `cas(old, new)` returns the previous value (`Err` when it was not `old`).
+    pub fn set_status_with(
+        first: u32,
+        mut cas: impl FnMut(u32, u32) -> Result<u32, u32>,
+        mapper: u16,
+        readonly: bool,
+        mapflag: bool,
+        pinned: bool,
+    ) -> Result<(), GntStatus> {
         let mask = GTF_TYPE_MASK | if mapflag { GTF_SUB_PAGE } else { 0 };
-        let mut scombo = table.load_u32(off, Ordering::Relaxed);
+        let mut scombo = first;
         let mut retries = 0;
         loop {
             let (flags, domid) = split(scombo);
@@ -122,16 +144,10 @@ pub mod hypervisor {
                     return Err(GntStatus::GeneralError);
                 }
             }
-            let ncombo = combo(nflags, domid);
-            match table.compare_exchange_u32(
-                off,
-                scombo,
-                ncombo,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
+            match cas(scombo, combo(nflags, domid)) {
                 Ok(_) => return Ok(()),
                 Err(prev) => {
+                    // Xen: `if ( retries++ == 4 ) PIN_FAIL(... "unstable")`.
                     if retries == MAX_TRIES - 1 {
                         return Err(GntStatus::GeneralError);
                     }
@@ -227,5 +243,52 @@ mod tests {
             Err(GntStatus::GeneralError)
         );
         assert_eq!(set_status(t, g, 7, true, false, false), Ok(()));
+    }
+
+    /// A guest that keeps rewriting its entry (here: toggling `GTF_PWT` between every read and
+    /// compare-and-swap of the hypervisor) makes Xen give up after exactly five tries.
+    #[test]
+    fn an_unstable_entry_fails_after_five_tries() {
+        use crate::abi::GTF_PWT;
+        let valid = combo(GTF_PERMIT_ACCESS, 3);
+        for succeed_on in 1..=6u32 {
+            let mut calls = 0;
+            let res = set_status_with(
+                valid,
+                |old, _new| {
+                    calls += 1;
+                    if calls == succeed_on {
+                        Ok(old)
+                    } else {
+                        Err(old ^ u32::from(GTF_PWT))
+                    }
+                },
+                3,
+                true,
+                true,
+                false,
+            );
+            if succeed_on <= MAX_TRIES {
+                assert_eq!(res, Ok(()), "succeeds on try {succeed_on}");
+                assert_eq!(calls, succeed_on);
+            } else {
+                assert_eq!(res, Err(GntStatus::GeneralError), "unstable");
+                assert_eq!(calls, MAX_TRIES, "Xen tries exactly five times");
+            }
+        }
+        // A guest that invalidates the entry between the tries is caught by the re-check.
+        let mut calls = 0;
+        let res = set_status_with(
+            valid,
+            |_, _| {
+                calls += 1;
+                Err(0)
+            },
+            3,
+            true,
+            true,
+            false,
+        );
+        assert_eq!((res, calls), (Err(GntStatus::GeneralError), 1));
     }
 }

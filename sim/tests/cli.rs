@@ -14,7 +14,11 @@ fn xensim(args: &[&str]) -> std::process::Output {
 fn demo_runs_to_completion() {
     let out = xensim(&["demo"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("end-access while mapped: 4 busy"));
     assert!(stdout.contains("reclaim pass 3: 0 ended, 1 still busy"));
     assert!(stdout.contains("reclaim queue empty: true"));
