@@ -2,8 +2,9 @@
 //!
 //! Steps: rustfmt, clippy (all targets, warnings denied), rustdoc (warnings denied), the
 //! workspace tests (unit, integration, doc tests and the trybuild compile-fail suite), the
-//! loom models, the ABI check. Child output passes through live. The last line printed is
-//! `ci: N passed, M failed`, counting steps.
+//! loom models, the ABI check. Child output passes through live. The summary ends with
+//! `ci: N passed, M failed` counting steps, then `tests: N passed, M failed` counting the
+//! tests that every libtest run reported (unit, integration, doc, trybuild and loom).
 
 use crate::cmd::{self, Result, Workspace};
 use crate::{abi, loom};
@@ -139,6 +140,8 @@ pub fn run(ws: &Workspace) -> ExitCode {
         }
     }
     println!("{}", summary(&outcomes));
+    let (passed, failed) = cmd::test_totals();
+    println!("tests: {passed} passed, {failed} failed");
     if outcomes.iter().any(|o| o.error.is_some()) {
         ExitCode::FAILURE
     } else {

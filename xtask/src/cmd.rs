@@ -3,8 +3,10 @@
 //! Every failure message names the command that failed, as it could be typed into a shell.
 
 use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The error type of every task: a message for the user, already naming what failed.
 pub type Error = String;
@@ -52,14 +54,59 @@ fn quote(word: &OsStr) -> String {
     }
 }
 
-/// Prints `cmd`, runs it with inherited stdio (its output appears live) and fails unless it
-/// exits successfully.
+/// Tests counted from every `test result:` line that a command run by [`run`] printed.
+static TESTS_PASSED: AtomicU64 = AtomicU64::new(0);
+/// Failed tests, likewise.
+static TESTS_FAILED: AtomicU64 = AtomicU64::new(0);
+
+/// `(passed, failed)` summed over every libtest `test result:` line seen so far.
+pub fn test_totals() -> (u64, u64) {
+    (
+        TESTS_PASSED.load(Ordering::Relaxed),
+        TESTS_FAILED.load(Ordering::Relaxed),
+    )
+}
+
+/// Reads `test result: ok. 13 passed; 0 failed; ...` into `(13, 0)`.
+fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let (_, counts) = rest.split_once(". ")?;
+    let mut passed = None;
+    let mut failed = None;
+    for part in counts.split(';') {
+        let mut words = part.split_whitespace();
+        let n = words.next()?.parse::<u64>().ok();
+        match words.next() {
+            Some("passed") => passed = n,
+            Some("failed") => failed = n,
+            _ => {}
+        }
+    }
+    Some((passed?, failed?))
+}
+
+/// Prints `cmd`, runs it (its output appears live, standard output echoed line by line so
+/// that test counts can be tallied) and fails unless it exits successfully.
 pub fn run(cmd: &mut Command) -> Result {
     let shown = show(cmd);
     println!("$ {shown}");
-    let status = cmd
-        .status()
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
         .map_err(|e| format!("could not start `{shown}`: {e}"))?;
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            println!("{line}");
+            if let Some((p, f)) = parse_test_result(&line) {
+                TESTS_PASSED.fetch_add(p, Ordering::Relaxed);
+                TESTS_FAILED.fetch_add(f, Ordering::Relaxed);
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("could not wait for `{shown}`: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -207,6 +254,25 @@ mod tests {
             }]
         );
         assert!(Workspace::parse("{}").is_err());
+    }
+
+    #[test]
+    fn test_result_lines_are_tallied() {
+        assert_eq!(
+            parse_test_result(
+                "test result: ok. 13 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.02s"
+            ),
+            Some((13, 0))
+        );
+        assert_eq!(
+            parse_test_result("test result: FAILED. 1 passed; 2 failed; 0 ignored"),
+            Some((1, 2))
+        );
+        assert_eq!(parse_test_result("test foo ... ok"), None);
+        assert_eq!(
+            parse_test_result("test result: ok. many passed; 0 failed"),
+            None
+        );
     }
 
     #[test]
