@@ -119,7 +119,8 @@ struct Tree {
 #[derive(Clone, Debug)]
 struct Change {
     path: String,
-    removed: bool,
+    /// Fires only watches on exactly this path (a node deleted below a removed one).
+    exact: bool,
     perms: Perms,
 }
 
@@ -280,7 +281,7 @@ impl Tree {
             ctx.log.written.insert(q.clone());
             ctx.log.changes.push(Change {
                 path: q.clone(),
-                removed: false,
+                exact: false,
                 perms: perms.clone(),
             });
         }
@@ -302,7 +303,7 @@ impl Tree {
             self.bump(ctx, p);
             ctx.log.changes.push(Change {
                 path: p.to_owned(),
-                removed: false,
+                exact: false,
                 perms,
             });
             Ok(())
@@ -343,13 +344,24 @@ impl Tree {
             .collect();
         for q in doomed.iter().map(String::as_str).chain([p]) {
             self.touch(ctx, q);
+            if let Some(old) = self.nodes.get(q) {
+                if q != p {
+                    // As xenstored's delnode_sub: each deleted node fires the watches on
+                    // it, for the domains that could read it.
+                    ctx.log.changes.push(Change {
+                        path: q.to_owned(),
+                        exact: true,
+                        perms: old.perms.clone(),
+                    });
+                }
+            }
             self.remove_one(q);
             ctx.log.written.insert(q.to_owned());
         }
         self.bump(ctx, &parent);
         ctx.log.changes.push(Change {
             path: p.to_owned(),
-            removed: true,
+            exact: false,
             perms,
         });
         Ok(())
@@ -376,7 +388,7 @@ impl Tree {
         self.bump(ctx, p);
         ctx.log.changes.push(Change {
             path: p.to_owned(),
-            removed: false,
+            exact: false,
             perms: perms.clone(),
         });
         Ok(())
@@ -478,14 +490,15 @@ impl Inner {
                     continue;
                 }
                 for w in &conn.watches {
-                    let hit = if path::is_at_or_under(&c.path, &w.path) || c.path == w.path {
-                        Some(c.path.as_str())
-                    } else if c.removed && path::is_at_or_under(&w.path, &c.path) {
-                        Some(w.path.as_str())
+                    let hit = if c.exact {
+                        c.path == w.path
                     } else {
-                        None
+                        path::is_at_or_under(&c.path, &w.path) || c.path == w.path
                     };
-                    let Some(p) = hit else { continue };
+                    if !hit {
+                        continue;
+                    }
+                    let p = c.path.as_str();
                     let shown = match &w.strip {
                         Some(home) => p.strip_prefix(home.as_str()).unwrap_or(p),
                         None => p,
@@ -508,7 +521,7 @@ impl Inner {
     fn special(&mut self, name: &str) -> bool {
         self.fire(&[Change {
             path: name.to_owned(),
-            removed: false,
+            exact: false,
             perms: Perms::private(Domid::DOM0),
         }])
     }

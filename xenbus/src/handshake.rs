@@ -116,7 +116,9 @@ impl FrontendMachine {
                 })
             }
             Phase::Start | Phase::AwaitPeer | Phase::Published if closing => {
-                return Err(HandshakeError::PeerClosed { state: backend });
+                // Answer the close; the runner reports the failed connect.
+                self.phase = Phase::Closed;
+                Action::Switch(S::Closed)
             }
             Phase::Published if backend == S::Connected => {
                 self.phase = Phase::Connected;
@@ -446,6 +448,13 @@ impl<X: Xenstore> Frontend<X> {
             &|| machine.borrow().phase() == Phase::Connected,
             &mut |e, a| match a {
                 Action::Publish(s) => e.publish(s, &mut publish),
+                Action::Switch(XenbusState::Closed) => {
+                    // The backend closed while we were connecting: we answered Closed.
+                    e.switch(XenbusState::Closed)?;
+                    Err(HandshakeError::PeerClosed {
+                        state: e.last_peer.unwrap_or(XenbusState::Closed),
+                    })
+                }
                 Action::Switch(s) => e.switch(s),
                 _ => Ok(()),
             },
@@ -561,7 +570,13 @@ impl<X: Xenstore> Backend<X> {
                         Err(err.into())
                     }
                 },
-                Action::Switch(s) => e.switch(s),
+                Action::Switch(s) => {
+                    // Only a frontend closing makes the machine switch while connecting.
+                    e.switch(s)?;
+                    Err(HandshakeError::PeerClosed {
+                        state: e.last_peer.unwrap_or(XenbusState::Closing),
+                    })
+                }
                 Action::Wait => Ok(()),
             },
         )?;
@@ -651,14 +666,13 @@ mod tests {
     }
 
     #[test]
-    fn frontend_refuses_a_closing_backend_while_connecting() {
+    fn frontend_answers_a_backend_closing_while_connecting() {
         let mut f = FrontendMachine::new(FrontendKind::UsesInitialised);
-        assert_eq!(
-            f.step(S::Closed),
-            Err(HandshakeError::PeerClosed { state: S::Closed })
-        );
+        assert_eq!(f.step(S::Closed).unwrap(), Action::Switch(S::Closed));
+        assert_eq!(f.phase(), Phase::Closed);
+        let mut f = FrontendMachine::new(FrontendKind::UsesInitialised);
         f.step(S::InitWait).unwrap();
-        assert!(f.step(S::Closing).is_err());
+        assert_eq!(f.step(S::Closing).unwrap(), Action::Switch(S::Closed));
     }
 
     #[test]
