@@ -383,3 +383,34 @@ where
     }
     Err(XenbusError::Conflict { attempts }.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perms_wire_round_trip_and_hostile_replies() {
+        let p = Perms {
+            owner: Domid(3),
+            others: Perm::Read,
+            acl: alloc::vec![(Domid(0), Perm::Both), (Domid(7), Perm::None)],
+        };
+        assert_eq!(p.to_wire(), b"r3\0b0\0n7\0");
+        assert_eq!(Perms::from_wire("/x", &p.to_wire()), Ok(p.clone()));
+        assert_eq!(p.access(Domid(3)), Perm::Both);
+        assert_eq!(p.access(Domid(7)), Perm::None);
+        assert_eq!(p.access(Domid(9)), Perm::Read);
+        for bad in [&b""[..], b"\0", b"x1\0", b"r\0", b"r99999\0", b"r1\0q2\0"] {
+            let e = Perms::from_wire("/x", bad).unwrap_err();
+            assert!(
+                matches!(e, XenbusError::Parse { ref path, .. } if path == "/x"),
+                "{bad:?}"
+            );
+        }
+        let mut long = Vec::new();
+        for _ in 0..=MAX_ACL + 1 {
+            long.extend_from_slice(b"r1\0");
+        }
+        assert!(Perms::from_wire("/x", &long).is_err(), "bounded list");
+    }
+}
