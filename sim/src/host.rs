@@ -9,6 +9,8 @@ use xen_gnttab::Domid;
 pub(crate) struct HostInner {
     domains: RwLock<BTreeMap<u16, Arc<DomainState>>>,
     next_domid: std::sync::atomic::AtomicU16,
+    pub(crate) xenstore: crate::xenstore::Store,
+    pub(crate) evtchn: crate::evtchn::Hub,
 }
 
 /// A simulated Xen host. Cheap to clone; all clones are the same host.
@@ -52,6 +54,8 @@ impl Host {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, state.clone());
+        self.inner.evtchn.add_domain(Domid(id));
+        self.inner.xenstore.introduce(Domid(id), name);
         Domain::new(self.clone(), state)
     }
 
@@ -82,6 +86,8 @@ impl Host {
         match removed {
             Some(state) => {
                 state.release_all_mappings(self);
+                self.inner.evtchn.remove_domain(domid);
+                self.inner.xenstore.release(domid);
                 true
             }
             None => false,

@@ -36,12 +36,17 @@
 #![deny(unsafe_code)]
 
 mod domain;
+pub mod evtchn;
 mod host;
 pub mod hostile;
+pub mod toolstack;
+pub mod xenstore;
 
 pub use domain::{Domain, DomainStats, SimGrants, SimMapper, SimMapping, SimPage, SimPlatform};
+pub use evtchn::{PortStats, SimEvtchn};
 pub use host::Host;
 pub use hostile::{HeldMapping, Hostile};
+pub use xenstore::SimXenstore;
 
 /// Grant-table entries each simulated domain gets (4 frames, as MirageOS uses).
 pub const DEFAULT_GRANT_ENTRIES: u32 = 4 * 512;
