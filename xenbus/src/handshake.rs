@@ -356,6 +356,12 @@ impl<X: Xenstore> Engine<X> {
             let action = step(peer)?;
             if action != Action::Wait {
                 act(self, action)?;
+                // Reached the goal with this action: stop before reading the peer again, so
+                // that a peer moving on at once (a frontend closing right after we connected)
+                // is handled by the next call, not reported as a failure of this one.
+                if done() {
+                    return Ok(());
+                }
                 // Each action advances the machine's phase, so this loop is finite.
                 continue;
             }
