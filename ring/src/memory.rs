@@ -156,6 +156,11 @@ pub trait RingPage {
     fn page(&self) -> SharedMem<'_, Writable>;
 }
 
+impl<P: RingPage + ?Sized> RingPage for &P {
+    fn page(&self) -> SharedMem<'_, Writable> {
+        (**self).page()
+    }
+}
 impl RingPage for SharedMem<'_, Writable> {
     fn page(&self) -> SharedMem<'_, Writable> {
         *self
