@@ -82,6 +82,7 @@ impl<A: Access> core::fmt::Debug for SharedMem<'_, A> {
     }
 }
 
+#[inline]
 #[track_caller]
 fn check(off: usize, size: usize, len: usize) {
     match off.checked_add(size) {
@@ -90,6 +91,7 @@ fn check(off: usize, size: usize, len: usize) {
     }
 }
 
+#[inline]
 #[track_caller]
 fn check_atomic(off: usize, size: usize, len: usize) {
     check(off, size, len);
@@ -126,12 +128,14 @@ impl<'a, A: Access> SharedMem<'a, A> {
         self.ptr.as_ptr()
     }
 
+    #[inline]
     fn at(&self, off: usize) -> *mut u8 {
         // SAFETY: callers checked `off <= len`, so the result stays within (or one past) the
         // allocation described by `ptr`/`len` (the contract of `from_raw_parts`).
         unsafe { self.ptr.as_ptr().add(off) }
     }
 
+    #[inline]
     fn sub_unchecked(&self, off: usize, len: usize) -> Self {
         SharedMem {
             ptr: NonNull::new(self.at(off)).expect("in-bounds pointer is non-null"),
@@ -143,6 +147,7 @@ impl<'a, A: Access> SharedMem<'a, A> {
 
 #[cfg(loom)]
 impl<'a, A: Access> SharedMem<'a, A> {
+    #[inline]
     fn sub_unchecked(&self, off: usize, len: usize) -> Self {
         SharedMem {
             words: self.words,
@@ -188,6 +193,7 @@ impl<'a, A: Access> SharedMem<'a, A> {
 
 impl<'a, A: Access> SharedMem<'a, A> {
     /// Length of the view in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -198,6 +204,7 @@ impl<'a, A: Access> SharedMem<'a, A> {
     }
 
     /// A sub-view of `len` bytes at `off`, or `None` if it does not fit.
+    #[inline]
     pub fn get(&self, off: usize, len: usize) -> Option<SharedMem<'a, A>> {
         let end = off.checked_add(len)?;
         (end <= self.len).then(|| self.sub_unchecked(off, len))
@@ -208,6 +215,7 @@ impl<'a, A: Access> SharedMem<'a, A> {
     /// # Panics
     ///
     /// If the range does not fit.
+    #[inline]
     #[track_caller]
     pub fn sub(&self, off: usize, len: usize) -> SharedMem<'a, A> {
         check(off, len, self.len);
@@ -229,6 +237,7 @@ impl<'a, A: Access> SharedMem<'a, A> {
     }
 
     /// Atomic load of the byte at `off`.
+    #[inline]
     #[track_caller]
     pub fn load_u8(&self, off: usize, order: Ordering) -> u8 {
         check_atomic(off, 1, self.len);
@@ -245,6 +254,7 @@ impl<'a, A: Access> SharedMem<'a, A> {
     }
 
     /// Atomic load of the `u16` at `off` (2-aligned).
+    #[inline]
     #[track_caller]
     pub fn load_u16(&self, off: usize, order: Ordering) -> u16 {
         check_atomic(off, 2, self.len);
@@ -261,6 +271,7 @@ impl<'a, A: Access> SharedMem<'a, A> {
     }
 
     /// Atomic load of the `u32` at `off` (4-aligned).
+    #[inline]
     #[track_caller]
     pub fn load_u32(&self, off: usize, order: Ordering) -> u32 {
         check_atomic(off, 4, self.len);
@@ -280,6 +291,7 @@ impl<'a, A: Access> SharedMem<'a, A> {
     ///
     /// The copy is volatile: the compiler may not re-read shared memory later in place of
     /// `dst`, which is what makes a single copy a defence against double fetches.
+    #[inline]
     #[track_caller]
     pub fn read_bytes(&self, off: usize, dst: &mut [u8]) {
         check(off, dst.len(), self.len);
@@ -299,6 +311,7 @@ impl<'a, A: Access> SharedMem<'a, A> {
     }
 
     /// Copies a wire value out of shared memory (once) into a private `T`.
+    #[inline]
     #[track_caller]
     pub fn read<T: FromBytes + IntoBytes>(&self, off: usize) -> T {
         let mut v = T::new_zeroed();
@@ -309,6 +322,7 @@ impl<'a, A: Access> SharedMem<'a, A> {
 
 impl<'a> SharedMem<'a, Writable> {
     /// Atomic store of the byte at `off`.
+    #[inline]
     #[track_caller]
     pub fn store_u8(&self, off: usize, v: u8, order: Ordering) {
         check_atomic(off, 1, self.len);
@@ -325,6 +339,7 @@ impl<'a> SharedMem<'a, Writable> {
     }
 
     /// Atomic store of the `u16` at `off` (2-aligned).
+    #[inline]
     #[track_caller]
     pub fn store_u16(&self, off: usize, v: u16, order: Ordering) {
         check_atomic(off, 2, self.len);
@@ -340,6 +355,7 @@ impl<'a> SharedMem<'a, Writable> {
     }
 
     /// Atomic store of the `u32` at `off` (4-aligned).
+    #[inline]
     #[track_caller]
     pub fn store_u32(&self, off: usize, v: u32, order: Ordering) {
         check_atomic(off, 4, self.len);
@@ -441,6 +457,7 @@ impl<'a> SharedMem<'a, Writable> {
     }
 
     /// Copies private bytes into shared memory at `off` (volatile).
+    #[inline]
     #[track_caller]
     pub fn write_bytes(&self, off: usize, src: &[u8]) {
         check(off, src.len(), self.len);
@@ -459,6 +476,7 @@ impl<'a> SharedMem<'a, Writable> {
     }
 
     /// Copies a private wire value into shared memory at `off`.
+    #[inline]
     #[track_caller]
     pub fn write<T: IntoBytes + Immutable>(&self, off: usize, v: &T) {
         self.write_bytes(off, v.as_bytes());
@@ -507,6 +525,7 @@ impl<'a> SharedMem<'a, Writable> {
 ///
 /// `src` must be valid for reads of `dst.len()` bytes and must not overlap `dst`.
 #[cfg(not(loom))]
+#[inline]
 unsafe fn volatile_copy_in(src: *const u8, dst: &mut [u8]) {
     let n = dst.len();
     let mut i = 0;
@@ -534,6 +553,7 @@ unsafe fn volatile_copy_in(src: *const u8, dst: &mut [u8]) {
 ///
 /// `dst` must be valid for writes of `src.len()` bytes and must not overlap `src`.
 #[cfg(not(loom))]
+#[inline]
 unsafe fn volatile_copy_out(src: &[u8], dst: *mut u8) {
     let n = src.len();
     let mut i = 0;
@@ -614,6 +634,7 @@ impl SharedRegion {
     }
 
     /// Length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -624,6 +645,7 @@ impl SharedRegion {
     }
 
     /// A writable view of the whole region.
+    #[inline]
     pub fn mem(&self) -> SharedMem<'_, Writable> {
         #[cfg(not(loom))]
         {
