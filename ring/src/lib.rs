@@ -104,7 +104,7 @@
 //!
 //! # Benchmark
 //!
-//! `cargo xtask bench ring` (see `xtask/src/bench_ring.rs`) runs a frontend thread submitting
+//! `cargo xtask bench ring` (see `xtask/src/bench/ring.rs`) runs a frontend thread submitting
 //! batches and a backend thread answering, over a one-page ring, against the same workload
 //! written in C with Xen's own `ring.h` macros (`xtask/c/ring_bench.c`, built with `cc -O2`
 //! and loaded into the same process). The C side is a hardened Linux-style frontend: requests
