@@ -108,7 +108,7 @@ pub struct GntdevUnmapGrantRef {
 #[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 pub struct GntdevGrantCopySegment {
-    /// Source: an address (`virt`) or a foreign grant (`foreign`), see [`copy_ptr`].
+    /// Source: an address (`virt`) or a foreign grant (`foreign`), built by `copy_ptr`.
     pub source: u64,
     /// Destination, likewise.
     pub dest: u64,
