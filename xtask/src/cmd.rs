@@ -129,6 +129,22 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     String::from_utf8(out.stdout).map_err(|_| format!("`{shown}` printed something not UTF-8"))
 }
 
+/// Runs `cmd` quietly and returns its standard output as bytes; its standard error is passed
+/// through. Fails unless it exits successfully.
+pub fn output_bytes(cmd: &mut Command) -> Result<Vec<u8>> {
+    let shown = show(cmd);
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("could not start `{shown}`: {e}"))?;
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!("`{shown}` failed: {}", out.status))
+    }
+}
+
 /// A workspace member package.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Package {

@@ -4,6 +4,7 @@
 //! * `cargo xtask abi`: the Rust wire definitions against Xen's C headers.
 //! * `cargo xtask loom [-- <test args>]`: the `cfg(loom)` models.
 //! * `cargo xtask bench <name> [args...]`: a registered benchmark.
+//! * `cargo xtask realxen [--runs N] [--timeout S]`: xen-linux's interop tests on real Xen.
 #![deny(unsafe_code)]
 
 mod abi;
@@ -11,6 +12,7 @@ mod bench;
 mod ci;
 mod cmd;
 mod loom;
+mod realxen;
 
 use cmd::{Result, Workspace};
 use std::process::ExitCode;
@@ -25,6 +27,9 @@ tasks:
                          with apt-get if the headers are missing)
   loom [-- <test args>]  run tests/loom.rs of every package that has one, with --cfg loom
   bench <name> [args]    run a registered benchmark
+  realxen [--runs N] [--timeout S]
+                         boot Xen 4.17 + a Linux dom0 under QEMU and run xen-linux's interop
+                         tests inside (downloads Debian's packages; installs or unpacks QEMU)
   help                   this text";
 
 fn main() -> ExitCode {
@@ -67,6 +72,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode> {
             loom::run(&Workspace::load()?, test_args)?;
         }
         "bench" => bench::run(&Workspace::load()?, rest)?,
+        "realxen" => realxen::run(&Workspace::load()?, rest)?,
         "help" | "-h" | "--help" => println!("{USAGE}"),
         other => return Err(format!("unknown task `{other}`\n\n{USAGE}")),
     }

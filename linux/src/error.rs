@@ -1,0 +1,334 @@
+//! Errors: every failure names the device and the call, and carries the kernel's `errno` or
+//! xenstore's error string as a typed value.
+
+use crate::xs_wire::{CodecError, XsErrno};
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Mutex, OnceLock};
+use xen_gnttab::GrantError;
+
+/// An `errno` value from the kernel.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Errno(pub i32);
+
+impl Errno {
+    /// The symbolic name (`EINVAL`) of the errnos these devices return, or `None`.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self.0 {
+            libc::EPERM => "EPERM",
+            libc::ENOENT => "ENOENT",
+            libc::ESRCH => "ESRCH",
+            libc::EINTR => "EINTR",
+            libc::EIO => "EIO",
+            libc::ENXIO => "ENXIO",
+            libc::E2BIG => "E2BIG",
+            libc::EBADF => "EBADF",
+            libc::EAGAIN => "EAGAIN",
+            libc::ENOMEM => "ENOMEM",
+            libc::EACCES => "EACCES",
+            libc::EFAULT => "EFAULT",
+            libc::EBUSY => "EBUSY",
+            libc::EEXIST => "EEXIST",
+            libc::ENODEV => "ENODEV",
+            libc::EINVAL => "EINVAL",
+            libc::ENOSPC => "ENOSPC",
+            libc::ENOTTY => "ENOTTY",
+            libc::ERANGE => "ERANGE",
+            libc::ENOSYS => "ENOSYS",
+            libc::ENOTCONN => "ENOTCONN",
+            libc::EISCONN => "EISCONN",
+            libc::ENOTEMPTY => "ENOTEMPTY",
+            libc::EROFS => "EROFS",
+            libc::EISDIR => "EISDIR",
+            libc::ETIMEDOUT => "ETIMEDOUT",
+            libc::EPIPE => "EPIPE",
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(n) => f.write_str(n),
+            None => write!(f, "errno {}", self.0),
+        }
+    }
+}
+
+/// A Linux Xen device.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Device {
+    /// `/dev/xen/gntalloc`: granting pages.
+    Gntalloc,
+    /// `/dev/xen/gntdev`: mapping and copying foreign grants.
+    Gntdev,
+    /// `/dev/xen/evtchn`: event channels.
+    Evtchn,
+    /// `/dev/xen/xenbus`: the xenstore wire protocol.
+    Xenbus,
+}
+
+impl Device {
+    /// The device node.
+    pub fn path(self) -> &'static str {
+        match self {
+            Device::Gntalloc => "/dev/xen/gntalloc",
+            Device::Gntdev => "/dev/xen/gntdev",
+            Device::Evtchn => "/dev/xen/evtchn",
+            Device::Xenbus => "/dev/xen/xenbus",
+        }
+    }
+
+    /// The kernel module that provides it.
+    pub fn module(self) -> &'static str {
+        match self {
+            Device::Gntalloc => "xen-gntalloc",
+            Device::Gntdev => "xen-gntdev",
+            Device::Evtchn => "xen-evtchn",
+            Device::Xenbus => "xenfs (or xen-xenbus)",
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Device::Gntalloc => "gntalloc",
+            Device::Gntdev => "gntdev",
+            Device::Evtchn => "evtchn",
+            Device::Xenbus => "xenbus",
+        })
+    }
+}
+
+/// Why a call on a Linux Xen device failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The device node does not exist or cannot be opened as a device: this is not a Xen
+    /// domain, or the kernel module is not loaded.
+    #[error(
+        "{device}: {path} is not available ({errno}): not running in a Xen domain, or the {module} module is not loaded",
+        path = device.path(), module = device.module()
+    )]
+    DeviceAbsent {
+        /// The device.
+        device: Device,
+        /// Why `open` failed.
+        errno: Errno,
+    },
+    /// The kernel refused a call.
+    #[error("{device} {call}: {errno}")]
+    Kernel {
+        /// The device.
+        device: Device,
+        /// The call (`MAP_GRANT_REF`, `mmap`, `read`, ...).
+        call: &'static str,
+        /// What the kernel answered.
+        errno: Errno,
+    },
+    /// An argument was refused before reaching the kernel.
+    #[error("{device} {call}: invalid argument: {what}")]
+    InvalidArgument {
+        /// The device.
+        device: Device,
+        /// The call.
+        call: &'static str,
+        /// What is wrong.
+        what: String,
+    },
+    /// Xenstore answered a request with an error (`XS_ERROR`).
+    #[error("xenbus {call}: xenstore error {errno}")]
+    Xenstore {
+        /// The request (`XS_READ`, `XS_TRANSACTION_END`, ...).
+        call: &'static str,
+        /// The error xenstore named (`EAGAIN` for a transaction conflict).
+        errno: XsErrno,
+    },
+    /// Xenstore (or the kernel on its behalf) sent something the wire protocol does not allow.
+    /// The connection is then unusable: the client stays broken and refuses further calls.
+    #[error("xenbus {call}: protocol error: {error}")]
+    Protocol {
+        /// The request being answered.
+        call: &'static str,
+        /// What was wrong with the reply.
+        error: CodecError,
+    },
+    /// No answer in time.
+    #[error("{device} {call}: no answer within {seconds} s")]
+    Timeout {
+        /// The device.
+        device: Device,
+        /// The call.
+        call: &'static str,
+        /// The limit.
+        seconds: u64,
+    },
+}
+
+impl Error {
+    /// The kernel's errno, for [`Error::Kernel`] and [`Error::DeviceAbsent`].
+    pub fn errno(&self) -> Option<Errno> {
+        match self {
+            Error::Kernel { errno, .. } | Error::DeviceAbsent { errno, .. } => Some(*errno),
+            _ => None,
+        }
+    }
+
+    /// True for a xenstore transaction that must be retried (`EAGAIN`).
+    pub fn is_xenstore_eagain(&self) -> bool {
+        matches!(
+            self,
+            Error::Xenstore {
+                errno: XsErrno::EAGAIN,
+                ..
+            }
+        )
+    }
+
+    /// Maps a failed `open` of `device`: a missing node means "not a Xen domain".
+    pub(crate) fn open(device: Device, e: &std::io::Error) -> Error {
+        let errno = Errno(e.raw_os_error().unwrap_or(0));
+        match errno.0 {
+            libc::ENOENT | libc::ENODEV | libc::ENXIO | libc::ENOTDIR => {
+                Error::DeviceAbsent { device, errno }
+            }
+            _ => Error::Kernel {
+                device,
+                call: "open",
+                errno,
+            },
+        }
+    }
+
+    /// A kernel error of `device`'s `call`, as a closure for `map_err`.
+    pub(crate) fn kernel(device: Device, call: &'static str) -> impl Fn(Errno) -> Error {
+        move |errno| Error::Kernel {
+            device,
+            call,
+            errno,
+        }
+    }
+}
+
+/// Interns a message, so it can be a `GrantError::Platform(&'static str)`.
+///
+/// The messages are `"<device> <call>: <errno>"` strings made from this crate's fixed set of
+/// devices and calls and the kernel's errnos (a bounded set), so the interned set is bounded:
+/// each distinct message is leaked once and reused afterwards.
+fn intern(msg: String) -> &'static str {
+    static SET: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut set = SET
+        .get_or_init(|| Mutex::new(HashSet::new()))
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(s) = set.get(msg.as_str()) {
+        return s;
+    }
+    let s: &'static str = Box::leak(msg.into_boxed_str());
+    set.insert(s);
+    s
+}
+
+impl From<Error> for GrantError {
+    /// The grant traits carry platform failures as `GrantError::Platform` with a static text;
+    /// the text is this error's message (`gntdev mmap: EINVAL`).
+    fn from(e: Error) -> GrantError {
+        match e {
+            Error::InvalidArgument { .. } | Error::Protocol { .. } | Error::Xenstore { .. } => {
+                GrantError::Platform(intern(short_message(&e)))
+            }
+            _ => GrantError::Platform(intern(e.to_string())),
+        }
+    }
+}
+
+/// A message without the free-form parts (which would make the interned set unbounded).
+fn short_message(e: &Error) -> String {
+    match e {
+        Error::InvalidArgument { device, call, .. } => format!("{device} {call}: invalid argument"),
+        Error::Protocol { call, .. } => format!("xenbus {call}: protocol error"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_errors_name_device_call_and_errno() {
+        let e = Error::kernel(Device::Gntdev, "MAP_GRANT_REF")(Errno(libc::EINVAL));
+        assert_eq!(e.to_string(), "gntdev MAP_GRANT_REF: EINVAL");
+        assert_eq!(e.errno(), Some(Errno(libc::EINVAL)));
+        let e = Error::kernel(Device::Evtchn, "NOTIFY")(Errno(4095));
+        assert_eq!(e.to_string(), "evtchn NOTIFY: errno 4095");
+    }
+
+    #[test]
+    fn missing_nodes_mean_not_xen() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let e = Error::open(Device::Gntalloc, &io);
+        assert!(matches!(
+            e,
+            Error::DeviceAbsent {
+                device: Device::Gntalloc,
+                ..
+            }
+        ));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("/dev/xen/gntalloc is not available (ENOENT)"),
+            "{msg}"
+        );
+        assert!(msg.contains("not running in a Xen domain"), "{msg}");
+        let io = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(
+            Error::open(Device::Evtchn, &io).to_string(),
+            "evtchn open: EACCES"
+        );
+    }
+
+    #[test]
+    fn grant_errors_keep_the_message_and_intern_it_once() {
+        let a: GrantError = Error::kernel(Device::Gntdev, "mmap")(Errno(libc::EINVAL)).into();
+        let b: GrantError = Error::kernel(Device::Gntdev, "mmap")(Errno(libc::EINVAL)).into();
+        match (a, b) {
+            (GrantError::Platform(x), GrantError::Platform(y)) => {
+                assert_eq!(x, "gntdev mmap: EINVAL");
+                assert!(std::ptr::eq(x, y), "the same message is interned once");
+            }
+            other => panic!("{other:?}"),
+        }
+        let c: GrantError = Error::InvalidArgument {
+            device: Device::Gntalloc,
+            call: "SET_UNMAP_NOTIFY",
+            what: "offset 9999 past the end".into(),
+        }
+        .into();
+        assert_eq!(
+            c,
+            GrantError::Platform("gntalloc SET_UNMAP_NOTIFY: invalid argument")
+        );
+    }
+
+    #[test]
+    fn eagain_is_recognised() {
+        let e = Error::Xenstore {
+            call: "XS_TRANSACTION_END",
+            errno: XsErrno::EAGAIN,
+        };
+        assert!(e.is_xenstore_eagain());
+        assert_eq!(
+            e.to_string(),
+            "xenbus XS_TRANSACTION_END: xenstore error EAGAIN"
+        );
+        assert!(
+            !Error::Xenstore {
+                call: "XS_READ",
+                errno: XsErrno::ENOENT
+            }
+            .is_xenstore_eagain()
+        );
+    }
+}

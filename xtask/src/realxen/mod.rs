@@ -1,0 +1,631 @@
+//! `cargo xtask realxen`: the interop tests on real Xen 4.17, under QEMU.
+//!
+//! 1. QEMU, and Debian's Xen hypervisor, tools, libraries, kernel and busybox packages,
+//!    unpacked under `target/realxen/` (cached; see [`host`]).
+//! 2. The interop binary, `cargo build --release -p xen-linux --example xen-linux-interop`.
+//! 3. A dom0 initramfs (uncompressed `newc`, [`cpio`]): busybox, xenstored and xen-init-dom0
+//!    with their libraries, the Xen device modules, our init and the interop binary.
+//! 4. Xen boots under QEMU TCG (`smap=0`, one vCPU, bounded by a timeout); dom0's init starts
+//!    xenstored, runs the interop binary and powers off. The console is parsed for
+//!    `REALXEN-TEST` lines ([`console`]); each test's result is reported here.
+//!
+//! A boot that prints no result line is retried once (and reported). The console log of a
+//! failed boot is kept and its path printed. Without QEMU or the packages the task fails and
+//! says why: it never skips.
+
+mod console;
+mod cpio;
+mod host;
+
+use crate::cmd::{self, Result, Workspace};
+use console::Outcome;
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The interop binary, an example of `xen-linux`.
+const INTEROP: &str = "xen-linux-interop";
+
+/// Seconds the interop binary may run inside dom0 before init gives up on it.
+const INTEROP_LIMIT: u32 = 300;
+
+/// Xen tools dom0 needs, relative to the unpacked packages.
+const XEN_TOOLS: &[&str] = &[
+    "usr/lib/xen-4.17/bin/xenstored",
+    "usr/lib/xen-4.17/bin/xen-init-dom0",
+    "usr/bin/xenstore",
+];
+
+/// Kernel modules for the Xen devices, in load order.
+const MODULES: &[&str] = &[
+    "xen-evtchn",
+    "xen-gntdev",
+    "xen-gntalloc",
+    "xen-privcmd",
+    "xenfs",
+];
+
+/// Options of one invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Options {
+    /// Boots in a row (each must pass).
+    runs: u32,
+    /// Limit for one boot.
+    timeout: Duration,
+}
+
+const USAGE: &str = "usage: cargo xtask realxen [--runs N] [--timeout SECONDS]";
+
+fn parse_args(args: &[String]) -> Result<Options> {
+    let mut o = Options {
+        runs: 1,
+        timeout: Duration::from_secs(600),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| -> Result<u64> {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .filter(|v| *v > 0)
+                .ok_or_else(|| format!("{name} needs a positive number\n{USAGE}"))
+        };
+        match a.as_str() {
+            "--runs" => o.runs = u32::try_from(value("--runs")?).map_err(|e| e.to_string())?,
+            "--timeout" => o.timeout = Duration::from_secs(value("--timeout")?),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    Ok(o)
+}
+
+/// Runs the task.
+pub fn run(ws: &Workspace, args: &[String]) -> Result {
+    let opts = parse_args(args)?;
+    let dir = ws.target_dir.join("realxen");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    let prep = Instant::now();
+
+    let qemu = host::qemu(&dir)?;
+    println!("realxen: QEMU {} ({})", qemu.bin.display(), qemu.origin);
+    let pkgs = host::guest_packages()?;
+    let root = dir.join("packages");
+    host::unpack(&dir, &root, &pkgs)?;
+    println!("realxen: Debian packages unpacked under {}", root.display());
+
+    cmd::run(cmd::cargo().current_dir(&ws.root).args([
+        "build",
+        "--release",
+        "-p",
+        "xen-linux",
+        "--example",
+        INTEROP,
+    ]))?;
+    let interop = ws.target_dir.join("release/examples").join(INTEROP);
+
+    let images = build_images(&dir, &root, &interop)?;
+    println!(
+        "realxen: images ready in {:.1} s",
+        prep.elapsed().as_secs_f64()
+    );
+
+    let mut failures = 0;
+    let mut times = Vec::new();
+    for run in 1..=opts.runs {
+        let (outcome, wall, log) = boot_with_retry(&dir, &qemu, &images, opts.timeout, run)?;
+        report(run, opts.runs, &outcome, wall);
+        times.push(wall.as_secs_f64());
+        if outcome.passed() {
+            let _ = std::fs::remove_file(&log);
+        } else {
+            failures += 1;
+            println!("realxen: console log kept: {}", log.display());
+        }
+    }
+    let list: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
+    println!(
+        "realxen: {} of {} boots passed; wall times (s): {}",
+        opts.runs - failures,
+        opts.runs,
+        list.join(", ")
+    );
+    if failures == 0 {
+        Ok(())
+    } else {
+        Err(format!("{failures} of {} real-Xen boots failed", opts.runs))
+    }
+}
+
+fn report(run: u32, runs: u32, o: &Outcome, wall: Duration) {
+    let passed = o.tests.iter().filter(|t| t.pass).count();
+    let ready = o
+        .ready_at
+        .map_or("never".to_owned(), |t| format!("{:.1} s", t.as_secs_f64()));
+    println!(
+        "realxen: boot {run}/{runs}: {passed}/{} tests passed{}; dom0 ready at {ready}, whole boot {:.1} s",
+        o.tests.len(),
+        if o.done {
+            ""
+        } else {
+            " (the test binary did not finish)"
+        },
+        wall.as_secs_f64()
+    );
+    for t in &o.tests {
+        let verdict = if t.pass { "PASS" } else { "FAIL" };
+        println!("  {verdict} {} {}", t.name, t.detail);
+    }
+}
+
+/// What QEMU boots.
+struct Images {
+    xen: PathBuf,
+    kernel: PathBuf,
+    initrd: PathBuf,
+}
+
+fn io_err(what: &Path) -> impl Fn(std::io::Error) -> String + '_ {
+    move |e| format!("{}: {e}", what.display())
+}
+
+/// Builds `xen.bin`, copies the kernel, and writes the dom0 initramfs.
+fn build_images(dir: &Path, root: &Path, interop: &Path) -> Result<Images> {
+    let xen_gz = root.join(format!("boot/xen-{}-amd64.gz", host::XEN_VERSION));
+    let xen = dir.join("xen.bin");
+    // QEMU's -kernel loads the gunzipped image: a 32-bit ELF with a multiboot header.
+    let raw = cmd::output_bytes(Command::new("gzip").arg("-dc").arg(&xen_gz))?;
+    std::fs::write(&xen, raw).map_err(io_err(&xen))?;
+
+    let modules_dir = root.join("lib/modules");
+    let kver = std::fs::read_dir(&modules_dir)
+        .map_err(io_err(&modules_dir))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .next()
+        .ok_or("the kernel package has no lib/modules")?;
+    let kernel = root.join(format!("boot/vmlinuz-{kver}"));
+
+    let mut files: Vec<(String, cpio::Entry)> = Vec::new();
+    let mut dirs = BTreeSet::new();
+    let add_file = |files: &mut Vec<(String, cpio::Entry)>, dest: &str, src: &Path| -> Result {
+        let data = std::fs::read(src).map_err(io_err(src))?;
+        files.push((dest.to_owned(), cpio::Entry::File { data, perm: 0o755 }));
+        Ok(())
+    };
+
+    // busybox and its applets.
+    let busybox = root.join("bin/busybox");
+    add_file(&mut files, "bin/busybox", &busybox)?;
+    for applet in [
+        "sh", "mount", "mkdir", "insmod", "poweroff", "sleep", "cat", "echo", "sync", "uname",
+        "ls", "dmesg", "free", "cut", "timeout",
+    ] {
+        files.push((
+            format!("bin/{applet}"),
+            cpio::Entry::Symlink("busybox".into()),
+        ));
+    }
+    // Xen tools, our binary, and the shared libraries they load.
+    let mut elves = Vec::new();
+    for tool in XEN_TOOLS {
+        add_file(&mut files, tool, &root.join(tool))?;
+        elves.push(root.join(tool));
+    }
+    for link in [
+        "xenstore-read",
+        "xenstore-write",
+        "xenstore-ls",
+        "xenstore-rm",
+    ] {
+        files.push((
+            format!("usr/bin/{link}"),
+            cpio::Entry::Symlink("xenstore".into()),
+        ));
+    }
+    add_file(&mut files, &format!("bin/{INTEROP}"), interop)?;
+    elves.push(interop.to_path_buf());
+    for (dest, src) in shared_libraries(root, &elves)? {
+        add_file(&mut files, &dest, &src)?;
+    }
+    // Kernel modules.
+    for m in MODULES {
+        let src = find_module(&modules_dir.join(&kver), m)?;
+        add_file(&mut files, &format!("lib/modules/{m}.ko"), &src)?;
+    }
+    // xenstored puts its socket under /var/run.
+    files.push(("var/run".into(), cpio::Entry::Symlink("../run".into())));
+    files.push((
+        "init".into(),
+        cpio::Entry::File {
+            data: init_script().into_bytes(),
+            perm: 0o755,
+        },
+    ));
+    for d in [
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "var/lib/xenstored",
+        "var/lib/xen",
+        "var/log/xen",
+        "etc",
+    ] {
+        dirs.insert(d.to_owned());
+    }
+    // Every directory needs its parents before it (the kernel does not create them).
+    let names: Vec<String> = files
+        .iter()
+        .map(|(n, _)| n.clone())
+        .chain(dirs.clone())
+        .collect();
+    let mut all_dirs = parent_dirs(&names);
+    all_dirs.extend(dirs);
+
+    let initrd = dir.join("dom0-initrd.cpio");
+    let out = std::fs::File::create(&initrd).map_err(io_err(&initrd))?;
+    let mut w = cpio::Writer::new(std::io::BufWriter::new(out));
+    for d in &all_dirs {
+        w.add(d, &cpio::Entry::Dir).map_err(io_err(&initrd))?;
+    }
+    for (name, entry) in &files {
+        w.add(name, entry).map_err(io_err(&initrd))?;
+    }
+    w.finish()
+        .and_then(|mut b| b.flush())
+        .map_err(io_err(&initrd))?;
+    Ok(Images {
+        xen,
+        kernel,
+        initrd,
+    })
+}
+
+/// Every ancestor directory of `names`, sorted, so that each comes after its parent.
+fn parent_dirs(names: &[String]) -> BTreeSet<String> {
+    let mut dirs = BTreeSet::new();
+    for name in names {
+        let mut p = Path::new(name).parent();
+        while let Some(d) = p.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(d.display().to_string());
+            p = d.parent();
+        }
+    }
+    dirs
+}
+
+/// The `.ko` of module `name` (Debian names files with `-` or `_`).
+fn find_module(kdir: &Path, name: &str) -> Result<PathBuf> {
+    let want = [
+        format!("{name}.ko"),
+        format!("{}.ko", name.replace('-', "_")),
+    ];
+    let mut stack = vec![kdir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(io_err(&d))?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if want
+                .iter()
+                .any(|w| p.file_name().is_some_and(|f| f == w.as_str()))
+            {
+                return Ok(p);
+            }
+        }
+    }
+    Err(format!(
+        "kernel module {name} not found under {}",
+        kdir.display()
+    ))
+}
+
+/// The shared libraries of `elves` (and the dynamic loader), resolved with `ldd` against the
+/// unpacked packages first, then the host: `(path in dom0, file on the host)`.
+fn shared_libraries(root: &Path, elves: &[PathBuf]) -> Result<Vec<(String, PathBuf)>> {
+    let lib_path = dom0_lib_dirs()
+        .iter()
+        .map(|d| root.join(d.trim_start_matches('/')).display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let mut libs = BTreeSet::new();
+    for elf in elves {
+        let out = cmd::output(
+            Command::new("ldd")
+                .arg(elf)
+                .env("LD_LIBRARY_PATH", &lib_path),
+        )?;
+        for line in out.lines() {
+            if line.contains("not found") {
+                return Err(format!(
+                    "{} needs a library that neither the unpacked packages nor the host has: {}",
+                    elf.display(),
+                    line.trim()
+                ));
+            }
+            let path = match line.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next(),
+                None => line
+                    .split_whitespace()
+                    .next()
+                    .filter(|p| p.starts_with('/')),
+            };
+            if let Some(p) = path.filter(|p| p.starts_with('/')) {
+                libs.insert(PathBuf::from(p));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for lib in libs {
+        let dest = match lib.strip_prefix(root) {
+            Ok(rel) => rel.display().to_string(),
+            Err(_) => lib.display().to_string().trim_start_matches('/').to_owned(),
+        };
+        // `cp -L`: the file the link points to, under the name the binaries ask for.
+        let real = std::fs::canonicalize(&lib).map_err(io_err(&lib))?;
+        out.push((dest, real));
+    }
+    Ok(out)
+}
+
+/// Library directories inside dom0 (the init exports them as `LD_LIBRARY_PATH`).
+fn dom0_lib_dirs() -> [&'static str; 4] {
+    [
+        "/usr/lib/x86_64-linux-gnu",
+        "/lib/x86_64-linux-gnu",
+        "/usr/lib/xen-4.17/lib/x86_64-linux-gnu",
+        "/usr/lib/xen-4.17/lib",
+    ]
+}
+
+/// Dom0's `/init`: devices, xenstored, the interop tests, power off.
+fn init_script() -> String {
+    let modules = MODULES.join(" ");
+    let libs = dom0_lib_dirs().join(":");
+    format!(
+        r#"#!/bin/sh
+# dom0 init of `cargo xtask realxen` (generated by xtask/src/realxen/mod.rs)
+export PATH=/bin:/usr/bin:/usr/lib/xen-4.17/bin
+export LD_LIBRARY_PATH={libs}
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+echo "REALXEN-INIT kernel $(uname -r)"
+for m in {modules}; do
+  insmod /lib/modules/$m.ko || echo "REALXEN-INIT insmod $m failed"
+done
+mount -t xenfs xenfs /proc/xen || echo "REALXEN-INIT mounting xenfs failed"
+mkdir -p /run/xenstored /run/xen /var/lib/xenstored /var/log/xen
+XENSTORED_ROOTDIR=/run/xenstored xenstored --pid-file /run/xenstored.pid
+i=0
+until timeout 5 xenstore-read / >/dev/null 2>&1; do
+  i=$((i+1)); [ $i -gt 100 ] && {{ echo "REALXEN-INIT xenstored did not start"; break; }}
+  sleep 0.1
+done
+timeout 60 xen-init-dom0 >/dev/null || echo "REALXEN-INIT xen-init-dom0 failed"
+echo "REALXEN-READY"
+timeout {INTEROP_LIMIT} /bin/{INTEROP}
+echo "REALXEN-EXIT rc=$?"
+sync
+poweroff -f
+"#
+    )
+}
+
+/// Boots once; if no result line appeared, boots once more. Returns the last outcome, its
+/// wall time and its console log.
+fn boot_with_retry(
+    dir: &Path,
+    qemu: &host::Qemu,
+    images: &Images,
+    timeout: Duration,
+    run: u32,
+) -> Result<(Outcome, Duration, PathBuf)> {
+    let log = dir.join(format!("console-run{run}.log"));
+    let (outcome, wall) = boot(qemu, images, timeout, &log)?;
+    if !outcome.boot_failed() {
+        return Ok((outcome, wall, log));
+    }
+    let failed_log = dir.join(format!("console-run{run}-attempt1.log"));
+    let _ = std::fs::rename(&log, &failed_log);
+    println!(
+        "realxen: boot {run} printed no test result after {:.1} s (console log {}); retrying once",
+        wall.as_secs_f64(),
+        failed_log.display()
+    );
+    let (outcome, wall) = boot(qemu, images, timeout, &log)?;
+    Ok((outcome, wall, log))
+}
+
+/// One QEMU run, bounded by `timeout`; the console goes to `log` with timestamps.
+fn boot(
+    qemu: &host::Qemu,
+    images: &Images,
+    timeout: Duration,
+    log: &Path,
+) -> Result<(Outcome, Duration)> {
+    let xen_cmdline = "console=com1 com1=115200,8n1 smap=0 dom0_mem=512M,max:512M \
+                       dom0_max_vcpus=1 loglvl=all guest_loglvl=all";
+    let dom0_cmdline = "console=hvc0 earlyprintk=xen rdinit=/init loglevel=4";
+    // timeout(1) bounds QEMU even if this process dies; our own deadline is a little later.
+    let mut c = Command::new("timeout");
+    c.args(["-k", "5"])
+        .arg(timeout.as_secs().to_string())
+        .arg(&qemu.bin);
+    for d in &qemu.data_dirs {
+        c.arg("-L").arg(d);
+    }
+    if let Some(p) = &qemu.lib_path {
+        c.env("LD_LIBRARY_PATH", p);
+    }
+    // In -initrd a comma separates multiboot modules; each module's command line follows its
+    // path after a space.
+    c.args([
+        "-machine",
+        "q35",
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-smp",
+        "1",
+        "-m",
+        "1024",
+        "-nographic",
+        "-vga",
+        "none",
+        "-no-reboot",
+        "-net",
+        "none",
+        "-kernel",
+    ])
+    .arg(&images.xen)
+    .arg("-append")
+    .arg(xen_cmdline)
+    .arg("-initrd")
+    .arg(format!(
+        "{} {dom0_cmdline},{}",
+        images.kernel.display(),
+        images.initrd.display()
+    ))
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    println!("realxen: $ {}", cmd::show(&c));
+    let mut logf = std::fs::File::create(log).map_err(io_err(log))?;
+    let _ = writeln!(logf, "$ {}", cmd::show(&c));
+    let start = Instant::now();
+    let mut child = c
+        .spawn()
+        .map_err(|e| format!("could not start {}: {e}", qemu.bin.display()))?;
+    let (tx, rx) = mpsc::channel::<String>();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stream);
+            let mut buf = Vec::new();
+            while let Ok(n) = r.read_until(b'\n', &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let line = String::from_utf8_lossy(&buf).trim_end().to_owned();
+                buf.clear();
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let deadline = start + timeout + Duration::from_secs(15);
+    let mut outcome = Outcome::default();
+    let mut timed_out = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(Duration::from_secs(1))) {
+            Ok(line) => {
+                let at = start.elapsed();
+                let _ = writeln!(logf, "[{:8.2}] {line}", at.as_secs_f64());
+                outcome.feed(&line, at);
+                if line.contains(console::TEST) || line.contains(console::DONE) {
+                    println!("realxen: [{:6.1}s] {line}", at.as_secs_f64());
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if Instant::now() >= deadline {
+                    timed_out = true;
+                    break;
+                }
+            }
+        }
+    }
+    if timed_out {
+        let _ = child.kill();
+        let _ = writeln!(
+            logf,
+            "realxen: killed QEMU after the {} s timeout",
+            timeout.as_secs()
+        );
+        println!(
+            "realxen: QEMU killed after the {} s timeout",
+            timeout.as_secs()
+        );
+    }
+    let status = child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+    let wall = start.elapsed();
+    let _ = writeln!(
+        logf,
+        "realxen: QEMU exited: {status}, {:.1} s",
+        wall.as_secs_f64()
+    );
+    Ok((outcome, wall))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ancestor_directory_is_listed_before_its_children() {
+        let names = ["var/lib/xen".to_owned(), "usr/lib/a/b.so".to_owned()];
+        let d: Vec<String> = parent_dirs(&names).into_iter().collect();
+        assert_eq!(d, ["usr", "usr/lib", "usr/lib/a", "var", "var/lib"]);
+    }
+
+    #[test]
+    fn arguments() {
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_args(&[]).unwrap(),
+            Options {
+                runs: 1,
+                timeout: Duration::from_secs(600)
+            }
+        );
+        assert_eq!(
+            parse_args(&s(&["--runs", "5", "--timeout", "300"])).unwrap(),
+            Options {
+                runs: 5,
+                timeout: Duration::from_secs(300)
+            }
+        );
+        assert!(parse_args(&s(&["--runs", "0"])).is_err());
+        assert!(parse_args(&s(&["--runs"])).is_err());
+        assert!(
+            parse_args(&s(&["--fast"]))
+                .unwrap_err()
+                .contains("unknown argument")
+        );
+    }
+
+    #[test]
+    fn init_runs_the_interop_binary_and_powers_off() {
+        let init = init_script();
+        assert!(init.starts_with("#!/bin/sh\n"));
+        for m in MODULES {
+            assert!(init.contains(m));
+        }
+        assert!(init.contains("xenstored --pid-file"));
+        let ready = init.find(console::READY).unwrap();
+        let tests = init.find(&format!("/bin/{INTEROP}")).unwrap();
+        let off = init.find("poweroff -f").unwrap();
+        assert!(ready < tests && tests < off);
+    }
+}
