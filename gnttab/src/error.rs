@@ -37,7 +37,28 @@ pub enum GrantError {
         /// Length of the copy.
         len: usize,
     },
-    /// The platform failed (a device or kernel error); the text names the call.
+    /// A call into the platform's kernel interface failed (on Linux: an `open`, `ioctl` or
+    /// `mmap` of a Xen device).
+    #[error("{device} {call}: {name} ({errno})")]
+    Os {
+        /// The device or interface (`gntdev`, `gntalloc`).
+        device: &'static str,
+        /// The call (`MAP_GRANT_REF`, `mmap`).
+        call: &'static str,
+        /// The OS error number.
+        errno: i32,
+        /// Its symbolic name (`EINVAL`), or `"errno"` when the platform does not know it.
+        name: &'static str,
+    },
+    /// The platform refused an argument before calling the kernel.
+    #[error("{device} {call}: invalid argument")]
+    InvalidArgument {
+        /// The device or interface.
+        device: &'static str,
+        /// The call.
+        call: &'static str,
+    },
+    /// The platform failed in another way; the text says how.
     #[error("platform error: {0}")]
     Platform(&'static str),
 }
@@ -47,6 +68,14 @@ impl GrantError {
     pub fn status(&self) -> Option<GntStatus> {
         match self {
             GrantError::Hypervisor { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The OS error number if a kernel call failed.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            GrantError::Os { errno, .. } => Some(*errno),
             _ => None,
         }
     }

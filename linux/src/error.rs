@@ -2,9 +2,7 @@
 //! xenstore's error string as a typed value.
 
 use crate::xs_wire::{CodecError, XsErrno};
-use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Mutex, OnceLock};
 use xen_gnttab::GrantError;
 
 /// An `errno` value from the kernel.
@@ -91,14 +89,21 @@ impl Device {
     }
 }
 
-impl fmt::Display for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Device {
+    /// The short name used in messages (`gntdev`).
+    pub fn as_str(self) -> &'static str {
+        match self {
             Device::Gntalloc => "gntalloc",
             Device::Gntdev => "gntdev",
             Device::Evtchn => "evtchn",
             Device::Xenbus => "xenbus",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -211,44 +216,32 @@ impl Error {
     }
 }
 
-/// Interns a message, so it can be a `GrantError::Platform(&'static str)`.
-///
-/// The messages are `"<device> <call>: <errno>"` strings made from this crate's fixed set of
-/// devices and calls and the kernel's errnos (a bounded set), so the interned set is bounded:
-/// each distinct message is leaked once and reused afterwards.
-fn intern(msg: String) -> &'static str {
-    static SET: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut set = SET
-        .get_or_init(|| Mutex::new(HashSet::new()))
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(s) = set.get(msg.as_str()) {
-        return s;
-    }
-    let s: &'static str = Box::leak(msg.into_boxed_str());
-    set.insert(s);
-    s
-}
-
 impl From<Error> for GrantError {
-    /// The grant traits carry platform failures as `GrantError::Platform` with a static text;
-    /// the text is this error's message (`gntdev mmap: EINVAL`).
+    /// The grant traits carry platform failures as typed values: a kernel error keeps its
+    /// device, call and errno (`gntdev mmap: EINVAL (22)`).
     fn from(e: Error) -> GrantError {
+        let os = |device: Device, call: &'static str, errno: Errno| GrantError::Os {
+            device: device.as_str(),
+            call,
+            errno: errno.0,
+            name: errno.name().unwrap_or("errno"),
+        };
         match e {
-            Error::InvalidArgument { .. } | Error::Protocol { .. } | Error::Xenstore { .. } => {
-                GrantError::Platform(intern(short_message(&e)))
+            Error::Kernel {
+                device,
+                call,
+                errno,
+            } => os(device, call, errno),
+            Error::DeviceAbsent { device, errno } => os(device, "open", errno),
+            Error::InvalidArgument { device, call, .. } => GrantError::InvalidArgument {
+                device: device.as_str(),
+                call,
+            },
+            Error::Timeout { .. } => GrantError::Platform("timed out"),
+            Error::Xenstore { .. } | Error::Protocol { .. } => {
+                GrantError::Platform("xenstore failed")
             }
-            _ => GrantError::Platform(intern(e.to_string())),
         }
-    }
-}
-
-/// A message without the free-form parts (which would make the interned set unbounded).
-fn short_message(e: &Error) -> String {
-    match e {
-        Error::InvalidArgument { device, call, .. } => format!("{device} {call}: invalid argument"),
-        Error::Protocol { call, .. } => format!("xenbus {call}: protocol error"),
-        other => other.to_string(),
     }
 }
 
@@ -290,16 +283,21 @@ mod tests {
     }
 
     #[test]
-    fn grant_errors_keep_the_message_and_intern_it_once() {
+    fn grant_errors_keep_device_call_and_errno() {
         let a: GrantError = Error::kernel(Device::Gntdev, "mmap")(Errno(libc::EINVAL)).into();
-        let b: GrantError = Error::kernel(Device::Gntdev, "mmap")(Errno(libc::EINVAL)).into();
-        match (a, b) {
-            (GrantError::Platform(x), GrantError::Platform(y)) => {
-                assert_eq!(x, "gntdev mmap: EINVAL");
-                assert!(std::ptr::eq(x, y), "the same message is interned once");
+        assert_eq!(
+            a,
+            GrantError::Os {
+                device: "gntdev",
+                call: "mmap",
+                errno: libc::EINVAL,
+                name: "EINVAL"
             }
-            other => panic!("{other:?}"),
-        }
+        );
+        assert_eq!(a.to_string(), "gntdev mmap: EINVAL (22)");
+        assert_eq!(a.errno(), Some(libc::EINVAL));
+        let odd: GrantError = Error::kernel(Device::Gntdev, "mmap")(Errno(4095)).into();
+        assert_eq!(odd.to_string(), "gntdev mmap: errno (4095)");
         let c: GrantError = Error::InvalidArgument {
             device: Device::Gntalloc,
             call: "SET_UNMAP_NOTIFY",
@@ -308,7 +306,10 @@ mod tests {
         .into();
         assert_eq!(
             c,
-            GrantError::Platform("gntalloc SET_UNMAP_NOTIFY: invalid argument")
+            GrantError::InvalidArgument {
+                device: "gntalloc",
+                call: "SET_UNMAP_NOTIFY"
+            }
         );
     }
 

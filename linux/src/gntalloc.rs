@@ -412,7 +412,8 @@ mod tests {
         let page = g.alloc_page().unwrap();
         page.mem().write_bytes(0, b"keep me");
         let (page, e) = Granted::<_, ReadOnly>::new(&g, page, Domid(0)).unwrap_err();
-        assert_eq!(e, GrantError::Platform("gntalloc ALLOC_GREF: ENOTTY"));
+        assert_eq!(e.to_string(), "gntalloc ALLOC_GREF: ENOTTY (25)");
+        assert_eq!(e.errno(), Some(libc::ENOTTY));
         let mut b = [0u8; 7];
         page.mem().read_bytes(0, &mut b);
         assert_eq!(&b, b"keep me");

@@ -312,7 +312,7 @@ mod tests {
             gref: GrantRef(9),
         };
         let e = ForeignMap::<Gntdev, Writable>::map(&g, r).unwrap_err();
-        assert_eq!(e, GrantError::Platform("gntdev MAP_GRANT_REF: ENOTTY"));
+        assert_eq!(e.to_string(), "gntdev MAP_GRANT_REF: ENOTTY (25)");
         let e = g.map_grants::<ReadOnly>(Domid(0), &[]).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
         let mut buf = [0u8; 16];
@@ -324,8 +324,8 @@ mod tests {
             })
         );
         assert_eq!(
-            g.copy_from(r, 0, &mut buf),
-            Err(GrantError::Platform("gntdev GRANT_COPY: ENOTTY"))
+            g.copy_from(r, 0, &mut buf).unwrap_err().to_string(),
+            "gntdev GRANT_COPY: ENOTTY (25)"
         );
     }
 
