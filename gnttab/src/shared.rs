@@ -82,13 +82,22 @@ impl<A: Access> core::fmt::Debug for SharedMem<'_, A> {
     }
 }
 
-#[inline]
+#[inline(always)]
 #[track_caller]
 fn check(off: usize, size: usize, len: usize) {
     match off.checked_add(size) {
         Some(end) if end <= len => {}
-        _ => panic!("shared memory access {off}+{size} out of bounds (len {len})"),
+        _ => out_of_bounds(off, size, len),
     }
+}
+
+/// The panic of [`check`], out of line so that the hot path of every access is one compare
+/// and branch, with no panic arguments prepared on the way.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn out_of_bounds(off: usize, size: usize, len: usize) -> ! {
+    panic!("shared memory access {off}+{size} out of bounds (len {len})")
 }
 
 #[inline]
