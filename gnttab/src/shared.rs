@@ -594,6 +594,13 @@ unsafe fn store_word<W: Word>(src: &[u8], dst: *mut u8, i: usize) {
 #[cfg(not(loom))]
 #[inline(always)]
 fn word_plan(addr: usize, n: usize, word: impl FnMut(usize, usize)) {
+    if n < 16 || cfg!(not(target_arch = "x86_64")) {
+        // No 16-byte word fits: only the 8-byte phase matters (two plans, not four).
+        return match addr % 8 {
+            0 => word_plan_from::<0>(n, word),
+            _ => word_plan_from::<4>(n, word),
+        };
+    }
     match addr % 16 {
         0 => word_plan_from::<0>(n, word),
         4 => word_plan_from::<4>(n, word),
@@ -612,7 +619,7 @@ fn word_plan_from<const MIS: usize>(n: usize, mut word: impl FnMut(usize, usize)
         i = 4;
     }
     #[cfg(target_arch = "x86_64")]
-    {
+    if n >= 16 {
         if (MIS + i) % 16 != 0 && i + 8 <= n {
             word(8, i);
             i += 8;
