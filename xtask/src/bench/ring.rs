@@ -227,7 +227,13 @@ fn ours<P: Workload>(batch: u32, iters: u64) -> Result<(f64, u64), String> {
             }
             let mut got = 0;
             loop {
-                while let Some((rsp, _token)) = front.poll_response().map_err(|e| e.to_string())? {
+                // Like the C anchor, stop taking responses once the batch is in, without
+                // reading rsp_prod once more.
+                while got < batch {
+                    let Some((rsp, _token)) = front.poll_response().map_err(|e| e.to_string())?
+                    else {
+                        break;
+                    };
                     if !P::ok(&rsp) {
                         return Err("bad status".into());
                     }
