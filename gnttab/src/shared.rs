@@ -655,13 +655,20 @@ unsafe fn volatile_copy_in(src: *const u8, dst: &mut [u8]) {
     let n = dst.len();
     if (src as usize | n) % 4 == 0 {
         word_plan(src as usize, n, |size, i| match size {
-            // SAFETY (all arms): `word_plan` gives naturally aligned words (`src` is 4-aligned)
-            // inside `[0, n)`, valid for reads (caller) and within `dst`.
-            4 => unsafe { load_word::<u32>(src, dst, i) },
-            8 => unsafe { load_word::<u64>(src, dst, i) },
+            4 => {
+                // SAFETY: `word_plan` gives naturally aligned words (`src` is 4-aligned)
+                // inside `[0, n)`, valid for reads (caller) and within `dst`.
+                unsafe { load_word::<u32>(src, dst, i) }
+            }
+            8 => {
+                // SAFETY: as for the `u32` words: aligned, in `[0, n)`.
+                unsafe { load_word::<u64>(src, dst, i) }
+            }
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            _ => unsafe { load_word::<core::arch::x86_64::__m128i>(src, dst, i) },
+            _ => {
+                // SAFETY: as for the `u32` words: aligned, in `[0, n)`.
+                unsafe { load_word::<core::arch::x86_64::__m128i>(src, dst, i) }
+            }
             #[cfg(not(target_arch = "x86_64"))]
             _ => unreachable!("no 16-byte words off x86-64"),
         });
@@ -697,13 +704,20 @@ unsafe fn volatile_copy_out(src: &[u8], dst: *mut u8) {
     let n = src.len();
     if (dst as usize | n) % 4 == 0 {
         word_plan(dst as usize, n, |size, i| match size {
-            // SAFETY (all arms): `word_plan` gives naturally aligned words (`dst` is 4-aligned)
-            // inside `[0, n)`, valid for writes (caller) and within `src`.
-            4 => unsafe { store_word::<u32>(src, dst, i) },
-            8 => unsafe { store_word::<u64>(src, dst, i) },
+            4 => {
+                // SAFETY: `word_plan` gives naturally aligned words (`dst` is 4-aligned)
+                // inside `[0, n)`, valid for writes (caller) and within `src`.
+                unsafe { store_word::<u32>(src, dst, i) }
+            }
+            8 => {
+                // SAFETY: as for the `u32` words: aligned, in `[0, n)`.
+                unsafe { store_word::<u64>(src, dst, i) }
+            }
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            _ => unsafe { store_word::<core::arch::x86_64::__m128i>(src, dst, i) },
+            _ => {
+                // SAFETY: as for the `u32` words: aligned, in `[0, n)`.
+                unsafe { store_word::<core::arch::x86_64::__m128i>(src, dst, i) }
+            }
             #[cfg(not(target_arch = "x86_64"))]
             _ => unreachable!("no 16-byte words off x86-64"),
         });
@@ -870,7 +884,10 @@ mod tests {
                 m.read_bytes(0, &mut all);
                 assert!(all[..off].iter().all(|&b| b == 0xee), "before {off}+{len}");
                 assert_eq!(&all[off..off + len], &src[..], "{off}+{len}");
-                assert!(all[off + len..].iter().all(|&b| b == 0xee), "after {off}+{len}");
+                assert!(
+                    all[off + len..].iter().all(|&b| b == 0xee),
+                    "after {off}+{len}"
+                );
                 let mut back = alloc::vec![0u8; len];
                 m.read_bytes(off, &mut back);
                 assert_eq!(back, src, "read {off}+{len}");
