@@ -262,6 +262,16 @@ impl<P: Protocol, M: RingMemory, T> FrontRing<P, M, T> {
         Ok(n)
     }
 
+    /// `XEN_RING_NR_UNCONSUMED_RESPONSES`: reads and validates `rsp_prod` once and returns how
+    /// many responses can be taken now. The next that many
+    /// [`poll_response`](Self::poll_response) calls return them without reading `rsp_prod`
+    /// again.
+    #[inline]
+    pub fn unconsumed_responses(&mut self) -> Result<u32, RingError> {
+        self.check()?;
+        self.refresh()
+    }
+
     /// `RING_HAS_UNCONSUMED_RESPONSES`, with `rsp_prod` validated.
     pub fn has_unconsumed_responses(&mut self) -> Result<bool, RingError> {
         self.check()?;
