@@ -1,5 +1,5 @@
 /*
- * The C anchor of `cargo xtask bench ring`: the same workload as xtask/src/bench_ring.rs,
+ * The C anchor of `cargo xtask bench ring`: the same workload as xtask/src/bench/ring.rs,
  * written with Xen's own ring.h macros (included from libxen-dev's /usr/include/xen, not
  * copied) the way a hardened Linux frontend uses them: requests built privately and copied
  * into the ring, responses copied out once (RING_COPY_RESPONSE), rsp_prod checked
