@@ -144,6 +144,16 @@ impl<P: Protocol, M: RingMemory> BackRing<P, M> {
         Ok(self.req_cons != self.req_prod_seen || self.refresh()? > 0)
     }
 
+    /// `XEN_RING_NR_UNCONSUMED_REQUESTS`: reads and validates `req_prod` once and returns how
+    /// many requests can be taken now. The next that many [`next_request`](Self::next_request)
+    /// calls return them without reading `req_prod` again (a consumer loop in the shape of
+    /// `rp = req_prod; rmb(); while (req_cons != rp) ...`).
+    #[inline]
+    pub fn unconsumed_requests(&mut self) -> Result<u32, RingError> {
+        self.check()?;
+        self.refresh()
+    }
+
     /// `RING_FINAL_CHECK_FOR_REQUESTS` (`more_to_do`): true if requests are waiting; if none
     /// are, sets `req_event = req_cons + 1`, `xen_mb()`, and checks again.
     #[inline]

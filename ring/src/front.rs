@@ -6,6 +6,7 @@ use crate::abi::{self, HEADER_SIZE, REQ_EVENT, REQ_PROD, RSP_EVENT, RSP_PROD, Sr
 use crate::error::{Broken, LayoutError, RingError};
 use crate::memory::{FrontMemory, RingMemory};
 use crate::protocol::{IdWidth, Protocol, slot_size};
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 use core::marker::PhantomData;
@@ -23,6 +24,39 @@ pub(crate) fn layout<P: Protocol>(bytes: usize) -> Result<u32, LayoutError> {
         return Err(LayoutError::IdTooNarrow { size });
     }
     Ok(size)
+}
+
+/// The free IDs: a stack in a fixed array of the ring's size, so pushing never allocates
+/// (each ID is in it at most once, so it never overflows; C drivers keep the same free list).
+struct IdStack {
+    ids: Box<[u32]>,
+    len: usize,
+}
+
+impl IdStack {
+    /// All IDs `0..size` free, the lowest on top.
+    fn full(size: u32) -> Self {
+        let ids: Box<[u32]> = (0..size).rev().collect();
+        IdStack {
+            len: ids.len(),
+            ids,
+        }
+    }
+
+    #[inline]
+    fn pop(&mut self) -> Option<u32> {
+        self.len = self.len.checked_sub(1)?;
+        self.ids.get(self.len).copied()
+    }
+
+    /// Pushes an ID that is not in the stack (one that was popped); there is always room.
+    #[inline]
+    fn push(&mut self, id: u32) {
+        if let Some(slot) = self.ids.get_mut(self.len) {
+            *slot = id;
+            self.len += 1;
+        }
+    }
 }
 
 /// The frontend's end of a shared ring of protocol `P` in memory `M`, whose requests carry
@@ -54,7 +88,7 @@ pub struct FrontRing<P: Protocol, M: RingMemory, T> {
     /// Indexed by ID: `Some` while a request with that ID is in flight.
     in_flight: Vec<Option<T>>,
     /// IDs not in flight and not leased.
-    free: Vec<u32>,
+    free: IdStack,
     broken: Option<Broken>,
     _protocol: PhantomData<fn() -> P>,
 }
@@ -102,8 +136,7 @@ impl<P: Protocol, M: FrontMemory, T> FrontRing<P, M, T> {
         // Publish the initialised page before any later store (e.g. of the grant reference to
         // xenstore) that lets the backend find it.
         fence(Ordering::Release);
-        let mut free: Vec<u32> = (0..size).rev().collect();
-        free.shrink_to_fit();
+        let free = IdStack::full(size);
         Ok(FrontRing {
             mem,
             mask: size - 1,
@@ -227,6 +260,16 @@ impl<P: Protocol, M: RingMemory, T> FrontRing<P, M, T> {
         }
         self.rsp_prod_seen = rp;
         Ok(n)
+    }
+
+    /// `XEN_RING_NR_UNCONSUMED_RESPONSES`: reads and validates `rsp_prod` once and returns how
+    /// many responses can be taken now. The next that many
+    /// [`poll_response`](Self::poll_response) calls return them without reading `rsp_prod`
+    /// again.
+    #[inline]
+    pub fn unconsumed_responses(&mut self) -> Result<u32, RingError> {
+        self.check()?;
+        self.refresh()
     }
 
     /// `RING_HAS_UNCONSUMED_RESPONSES`, with `rsp_prod` validated.

@@ -58,11 +58,11 @@ impl RingMemory for SharedMem<'_, Writable> {
     fn header(&self) -> SharedMem<'_, Writable> {
         *self
     }
-    #[inline]
+    #[inline(always)]
     fn read_at(&self, off: usize, dst: &mut [u8]) {
         self.read_bytes(off, dst)
     }
-    #[inline]
+    #[inline(always)]
     fn write_at(&self, off: usize, src: &[u8]) {
         self.write_bytes(off, src)
     }
@@ -82,12 +82,12 @@ macro_rules! contiguous {
                 let $s = self;
                 $view
             }
-            #[inline]
+            #[inline(always)]
             fn read_at(&self, off: usize, dst: &mut [u8]) {
                 let $s = self;
                 $view.read_bytes(off, dst)
             }
-            #[inline]
+            #[inline(always)]
             fn write_at(&self, off: usize, src: &[u8]) {
                 let $s = self;
                 $view.write_bytes(off, src)
@@ -116,11 +116,11 @@ macro_rules! forward {
             fn header(&self) -> SharedMem<'_, Writable> {
                 (**self).header()
             }
-            #[inline]
+            #[inline(always)]
             fn read_at(&self, off: usize, dst: &mut [u8]) {
                 (**self).read_at(off, dst)
             }
-            #[inline]
+            #[inline(always)]
             fn write_at(&self, off: usize, src: &[u8]) {
                 (**self).write_at(off, src)
             }
@@ -139,11 +139,11 @@ impl<M: RingMemory + ?Sized> RingMemory for &M {
     fn header(&self) -> SharedMem<'_, Writable> {
         (**self).header()
     }
-    #[inline]
+    #[inline(always)]
     fn read_at(&self, off: usize, dst: &mut [u8]) {
         (**self).read_at(off, dst)
     }
-    #[inline]
+    #[inline(always)]
     fn write_at(&self, off: usize, src: &[u8]) {
         (**self).write_at(off, src)
     }

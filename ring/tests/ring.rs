@@ -135,6 +135,36 @@ fn round_trip_returns_in_flight_values_and_frees_ids_only_then() {
 }
 
 #[test]
+fn unconsumed_counts_snapshot_the_producer_index() {
+    let (mut front, mut back) = pair::<NetTx, u32>(PAGE_SIZE, u32::MAX - 2);
+    assert_eq!(back.unconsumed_requests().unwrap(), 0);
+    for v in 0..5 {
+        front.lease().unwrap().submit(TxReq::default(), v);
+    }
+    assert_eq!(back.unconsumed_requests().unwrap(), 0, "not published yet");
+    let _ = front.push_requests().unwrap();
+    assert_eq!(back.unconsumed_requests().unwrap(), 5);
+    for _ in 0..2 {
+        let req = back.next_request().unwrap().unwrap();
+        back.respond(TxRsp {
+            id: req.id,
+            status: 0,
+        })
+        .unwrap();
+    }
+    assert_eq!(back.unconsumed_requests().unwrap(), 3);
+    assert_eq!(front.unconsumed_responses().unwrap(), 0, "not pushed yet");
+    let _ = back.push_responses().unwrap();
+    assert_eq!(front.unconsumed_responses().unwrap(), 2);
+    assert!(front.poll_response().unwrap().is_some());
+    assert_eq!(front.unconsumed_responses().unwrap(), 1);
+    assert_eq!(answer_all(&mut back), 3);
+    let _ = back.push_responses().unwrap();
+    assert_eq!(front.unconsumed_responses().unwrap(), 4);
+    assert_eq!(back.unconsumed_requests().unwrap(), 0);
+}
+
+#[test]
 fn full_ring_refuses_leases_and_dropped_lease_returns_its_id() {
     let (mut front, mut back) = pair::<Tiny, u32>(tiny_bytes(4), 0);
     assert_eq!(front.size(), 4);

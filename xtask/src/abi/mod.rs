@@ -40,6 +40,7 @@ macro_rules! tables {
 tables! {
     gnttab,
     linux,
+    ring,
 }
 
 /// Where the system headers are looked for before compiling.

@@ -195,7 +195,13 @@ fn ours<P: Workload>(batch: u32, iters: u64) -> Result<(f64, u64), String> {
             let mut back: BackRing<P, _> = BackRing::attach(mem).map_err(|(_, e)| e.to_string())?;
             let (mut answered, mut notes) = (0u64, 0u64);
             while answered < total {
-                while let Some(req) = back.next_request().map_err(|e| e.to_string())? {
+                // As the C backend: read req_prod once, take that many, then push.
+                let ready = back.unconsumed_requests().map_err(|e| e.to_string())?;
+                for _ in 0..ready {
+                    let req = back
+                        .next_request()
+                        .map_err(|e| e.to_string())?
+                        .ok_or("a counted request is missing")?;
                     back.respond(P::answer(&req)).map_err(|e| e.to_string())?;
                     answered += 1;
                 }
@@ -227,7 +233,13 @@ fn ours<P: Workload>(batch: u32, iters: u64) -> Result<(f64, u64), String> {
             }
             let mut got = 0;
             loop {
-                while let Some((rsp, _token)) = front.poll_response().map_err(|e| e.to_string())? {
+                // Like the C anchor, stop taking responses once the batch is in, without
+                // reading rsp_prod once more.
+                while got < batch {
+                    let Some((rsp, _token)) = front.poll_response().map_err(|e| e.to_string())?
+                    else {
+                        break;
+                    };
                     if !P::ok(&rsp) {
                         return Err("bad status".into());
                     }
