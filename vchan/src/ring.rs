@@ -392,3 +392,74 @@ impl<M: RingMem> Rings<M> {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::abi::{LEFT_CONS, LEFT_PROD};
+    use xen_gnttab::SharedRegion;
+
+    /// A 24-byte header, then a 16-byte left ring made of two 8-byte chunks, then the right.
+    struct Mem<'a>(&'a SharedRegion, Role);
+
+    impl RingMem for Mem<'_> {
+        fn header(&self) -> SharedMem<'_, Writable> {
+            self.0.mem()
+        }
+        fn rx_chunk(&self, i: usize) -> SharedMem<'_, ReadOnly> {
+            let base = if self.1 == Role::Server { 24 } else { 40 };
+            self.0.mem().sub(base + 8 * i, 8).read_only()
+        }
+        fn tx_chunk(&self, i: usize) -> SharedMem<'_, Writable> {
+            let base = if self.1 == Role::Server { 40 } else { 24 };
+            self.0.mem().sub(base + 8 * i, 8)
+        }
+    }
+
+    #[test]
+    fn indices_wrap_across_2_pow_32_and_chunks() {
+        let r = SharedRegion::new_zeroed(56);
+        let start = 0xFFFF_FFF0u32;
+        r.mem().store_u32(LEFT_CONS, start, Ordering::Relaxed);
+        r.mem().store_u32(LEFT_PROD, start, Ordering::Relaxed);
+        let shape = Shape::new(16, 8).unwrap();
+        let mut srv = Rings::new(Mem(&r, Role::Server), Role::Server, shape, shape, start, 0);
+        let mut cli = Rings::new(Mem(&r, Role::Client), Role::Client, shape, shape, 0, start);
+        let mut next = 0u8;
+        let mut expect = 0u8;
+        for round in 0..40 {
+            let want = 1 + round % 16;
+            let space = cli.poll_tx(want).unwrap();
+            let data: Vec<u8> = (0..space.min(want))
+                .map(|_| {
+                    next = next.wrapping_add(1);
+                    next
+                })
+                .collect();
+            assert_eq!(cli.put(&data).0, data.len());
+            let ready = srv.poll_rx(1).unwrap();
+            assert_eq!(ready, data.len());
+            let mut buf = [0u8; 16];
+            let (n, _) = srv.take(&mut buf[..ready]);
+            for &b in &buf[..n] {
+                expect = expect.wrapping_add(1);
+                assert_eq!(b, expect);
+            }
+        }
+        assert!(srv.rx_cons < start, "wrapped past 2^32");
+    }
+
+    #[test]
+    fn take_and_put_never_exceed_what_was_validated() {
+        let r = SharedRegion::new_zeroed(56);
+        let shape = Shape::new(16, 8).unwrap();
+        let mut srv = Rings::new(Mem(&r, Role::Server), Role::Server, shape, shape, 0, 0);
+        // No poll yet: nothing validated, nothing moves.
+        assert_eq!(srv.take(&mut [0u8; 8]), (0, false));
+        assert_eq!(srv.put(&[1u8; 8]), (0, false));
+        assert_eq!(srv.poll_tx(1).unwrap(), 16);
+        assert_eq!(srv.put(&[1u8; 20]).0, 16, "a put stops at the free space");
+        assert_eq!(Shape::new(12, 4), None);
+        assert_eq!(Shape::new(8, 16), None);
+    }
+}
