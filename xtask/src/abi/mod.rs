@@ -39,6 +39,7 @@ macro_rules! tables {
 // One line per crate.
 tables! {
     gnttab,
+    vchan,
 }
 
 /// Where the system headers are looked for before compiling.
