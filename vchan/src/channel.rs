@@ -95,6 +95,9 @@ pub struct Vchan<S: Side, E: EventChannels, X: Xenstore> {
     pub(crate) peer_closed: bool,
     pub(crate) disconnected: bool,
     pub(crate) closed: bool,
+    /// Whether a call that finds too little asks the peer for a notification (always, except
+    /// on a blocking call's first look, before it spins).
+    ask: bool,
 }
 
 impl<S: Side, E: EventChannels, X: Xenstore> core::fmt::Debug for Vchan<S, E, X> {
@@ -132,6 +135,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
             peer_closed: false,
             disconnected: false,
             closed: false,
+            ask: true,
         }
     }
 
@@ -230,6 +234,22 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         self.lift(r)
     }
 
+    fn poll_rx(&mut self, want: usize) -> Result<usize, Broken> {
+        if self.ask {
+            self.rings.poll_rx(want)
+        } else {
+            self.rings.peek_rx()
+        }
+    }
+
+    fn poll_tx(&mut self, want: usize) -> Result<usize, Broken> {
+        if self.ask {
+            self.rings.poll_tx(want)
+        } else {
+            self.rings.peek_tx()
+        }
+    }
+
     fn take(&mut self, buf: &mut [u8]) -> Result<usize, VchanError> {
         let (n, notify) = self.rings.take(buf);
         if notify {
@@ -252,7 +272,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let r = self.rings.poll_rx(1);
+        let r = self.poll_rx(1);
         if self.lift(r)? > 0 {
             return self.take(buf);
         }
@@ -260,7 +280,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
             Peer::Live => Err(VchanError::WouldBlock),
             // The peer may have written, then closed, after our look: look once more.
             Peer::Gone => {
-                let r = self.rings.poll_rx(1);
+                let r = self.poll_rx(1);
                 self.lift(r)?;
                 self.take(buf)
             }
@@ -277,7 +297,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         if data.is_empty() {
             return Ok(0);
         }
-        let r = self.rings.poll_tx(1);
+        let r = self.poll_tx(1);
         if self.lift(r)? == 0 {
             return Err(VchanError::WouldBlock);
         }
@@ -296,7 +316,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         if self.peer()? == Peer::Gone {
             return Err(VchanError::PeerClosed);
         }
-        let r = self.rings.poll_tx(packet.len());
+        let r = self.poll_tx(packet.len());
         if self.lift(r)? < packet.len() {
             return Err(VchanError::WouldBlock);
         }
@@ -313,14 +333,14 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
                 ring: self.rx_size(),
             });
         }
-        let r = self.rings.poll_rx(buf.len());
+        let r = self.poll_rx(buf.len());
         if self.lift(r)? >= buf.len() {
             return self.take(buf).map(drop);
         }
         match self.peer()? {
             Peer::Live => Err(VchanError::WouldBlock),
             Peer::Gone => {
-                let r = self.rings.poll_rx(buf.len());
+                let r = self.poll_rx(buf.len());
                 if self.lift(r)? >= buf.len() {
                     self.take(buf).map(drop)
                 } else {
@@ -334,17 +354,53 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         self.opts.timeout.map(|t| self.xs.now().saturating_add(t))
     }
 
+    /// Runs a non-blocking `op` until it stops saying `WouldBlock`: a first look without
+    /// asking for a notification, then polling the peer's indices a while (it is often about
+    /// to act, and a sleep costs far more), then a look that asks for a notification, and
+    /// only then a sleep on the event channel, up to the deadline.
     fn blocking<T>(
         &mut self,
         mut op: impl FnMut(&mut Self) -> Result<T, VchanError>,
     ) -> Result<T, VchanError> {
         let deadline = self.deadline();
         loop {
-            match op(self) {
-                Err(VchanError::WouldBlock) => self.block(deadline)?,
+            self.ask = false;
+            let first = op(self);
+            self.ask = true;
+            match first {
+                Err(VchanError::WouldBlock) => {}
                 other => return other,
             }
+            if self.spin() {
+                continue;
+            }
+            match op(self) {
+                Err(VchanError::WouldBlock) => {}
+                other => return other,
+            }
+            if !self.wait_event(deadline)? {
+                return Err(VchanError::TimedOut);
+            }
         }
+    }
+
+    /// Polls the peer's indices and live byte up to [`Options::spin`] times (yielding the
+    /// CPU now and then where there is an OS to yield to); true once something changed.
+    fn spin(&mut self) -> bool {
+        let start = self.rings.snapshot();
+        for i in 0..self.opts.spin {
+            core::hint::spin_loop();
+            #[cfg(feature = "std")]
+            if i % 64 == 63 {
+                std::thread::yield_now();
+            }
+            #[cfg(not(feature = "std"))]
+            let _ = i;
+            if self.rings.snapshot() != start {
+                return true;
+            }
+        }
+        false
     }
 
     /// Reads at least one byte (up to `buf.len()`), blocking until some is ready: `Ok(0)`
@@ -395,23 +451,6 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     pub fn wait(&mut self, timeout: Duration) -> Result<bool, VchanError> {
         let deadline = self.xs.now().saturating_add(timeout);
         self.wait_event(Some(deadline))
-    }
-
-    /// Polls the peer's indices up to [`Options::spin`] times, then sleeps on the event
-    /// channel until an event, or the deadline (`TimedOut`).
-    fn block(&mut self, deadline: Option<Duration>) -> Result<(), VchanError> {
-        let start = self.rings.snapshot();
-        for _ in 0..self.opts.spin {
-            core::hint::spin_loop();
-            if self.rings.snapshot() != start {
-                return Ok(());
-            }
-        }
-        if self.wait_event(deadline)? {
-            Ok(())
-        } else {
-            Err(VchanError::TimedOut)
-        }
     }
 
     /// Sleeps until our port fires (true) or the deadline passes (false). After an event in

@@ -234,12 +234,18 @@ impl<M: RingMem> Rings<M> {
 
     /// `send_notify`: after our index update, a full barrier, then takes the peer's request
     /// for `bit`. True if the peer asked: signal the event channel.
+    ///
+    /// The decision is a load after the fence; only a set bit is cleared with an atomic AND.
+    /// The load is enough: with both fences, either it sees the peer's request or the peer's
+    /// re-read sees our index (the loom models check it), and a clear bit needs no write,
+    /// which keeps the header's cache line shared while the peer is not waiting.
     pub fn send_notify(&self, bit: u8) -> bool {
         fence(Ordering::SeqCst);
-        let prev = self
-            .mem
-            .header()
-            .fetch_and_u8(self.off.own_notify, !bit, Ordering::SeqCst);
+        let h = self.mem.header();
+        if h.load_u8(self.off.own_notify, Ordering::SeqCst) & bit == 0 {
+            return false;
+        }
+        let prev = h.fetch_and_u8(self.off.own_notify, !bit, Ordering::SeqCst);
         prev & bit != 0
     }
 
@@ -275,6 +281,18 @@ impl<M: RingMem> Rings<M> {
         }
         self.tx_avail = self.tx.size - used;
         Ok(self.tx_avail)
+    }
+
+    /// Bytes ready to read, without asking for a notification (a caller about to spin).
+    pub fn peek_rx(&mut self) -> Result<usize, Broken> {
+        self.check()?;
+        Ok(self.raw_rx()? as usize)
+    }
+
+    /// Bytes free to write, without asking for a notification.
+    pub fn peek_tx(&mut self) -> Result<usize, Broken> {
+        self.check()?;
+        Ok(self.raw_tx()? as usize)
     }
 
     /// Bytes ready to read. If fewer than `want`, asks the peer to signal its next write and
