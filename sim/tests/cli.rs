@@ -22,6 +22,8 @@ fn demo_runs_to_completion() {
     assert!(stdout.contains("end-access while mapped: 4 busy"));
     assert!(stdout.contains("reclaim pass 3: 0 ended, 1 still busy"));
     assert!(stdout.contains("reclaim queue empty: true"));
+    assert!(stdout.contains("vchan: 16 MiB streamed in"));
+    assert!(stdout.contains("18 grants ended, xenstore entries removed: true"));
 }
 
 #[test]

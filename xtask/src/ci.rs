@@ -2,7 +2,9 @@
 //!
 //! Steps: rustfmt, clippy (all targets, warnings denied), rustdoc (warnings denied), the
 //! workspace tests (unit, integration, doc tests and the trybuild compile-fail suite), the
-//! loom models, the ABI check. Child output passes through live. The summary ends with
+//! vchan soak (xen-vchan's `tests/soak.rs` again, in release mode at full size: 1 GiB each
+//! way on representative ring orders, 16 MiB on every order pair), the loom models, the ABI
+//! check. Child output passes through live. The summary ends with
 //! `ci: N passed, M failed` counting steps, then `tests: N passed, M failed` counting the
 //! tests that every libtest run reported (unit, integration, doc, trybuild and loom).
 
@@ -63,6 +65,28 @@ fn steps(ws: &Workspace) -> Vec<Step<'_>> {
             }),
         },
         cargo_step("test", &["test", "--workspace"]),
+        Step {
+            name: "vchan-soak",
+            run: Box::new(move || {
+                cmd::run(
+                    cargo_at(
+                        ws,
+                        &[
+                            "test",
+                            "--release",
+                            "-p",
+                            "xen-vchan",
+                            "--test",
+                            "soak",
+                            "--",
+                            "--nocapture",
+                            "--test-threads=1",
+                        ],
+                    )
+                    .env("XEN_VCHAN_SOAK", "full"),
+                )
+            }),
+        },
         Step {
             name: "loom",
             run: Box::new(move || loom::run(ws, &[])),
@@ -161,7 +185,10 @@ mod tests {
             packages: Vec::new(),
         };
         let names: Vec<&str> = steps(&ws).iter().map(|s| s.name).collect();
-        assert_eq!(names, ["fmt", "clippy", "doc", "test", "loom", "abi"]);
+        assert_eq!(
+            names,
+            ["fmt", "clippy", "doc", "test", "vchan-soak", "loom", "abi"]
+        );
     }
 
     #[test]

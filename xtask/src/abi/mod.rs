@@ -41,6 +41,7 @@ tables! {
     gnttab,
     linux,
     ring,
+    vchan,
 }
 
 /// Where the system headers are looked for before compiling.

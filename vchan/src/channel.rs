@@ -1,0 +1,540 @@
+//! [`Vchan`]: a connected end, over a [`Side`]'s memory, an event channel and xenstore.
+
+use crate::abi::{LIVE_CLOSED, LIVE_CONNECTED};
+use crate::error::VchanError;
+use crate::ring::{Broken, RingMem, Rings, Role, Snapshot};
+use alloc::string::String;
+use core::time::Duration;
+use xen_xenbus::{Damper, EventChannels, Port, Tx, Xenstore};
+
+/// The memory of one end, with how to give it back.
+///
+/// Implemented by [`ServerMem`](crate::ServerMem) (grants) and
+/// [`ClientMem`](crate::ClientMem) (foreign mappings).
+pub trait Side: RingMem {
+    /// Which end this memory belongs to.
+    const ROLE: Role;
+    /// Ends the grants or unmaps the mappings. Called once, at close; the memory is not
+    /// touched afterwards.
+    fn teardown(&mut self) -> Teardown;
+}
+
+/// What giving the memory back did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Teardown {
+    /// Grants ended at once (server).
+    pub ended: usize,
+    /// Grants the client still mapped: they wait in the grantor's reclaim queue and are
+    /// ended by a later `Grantor::reclaim` once the client lets go (server).
+    pub reclaim: usize,
+    /// Mappings unmapped (client).
+    pub unmapped: usize,
+    /// Unmaps the platform refused (client).
+    pub unmap_failed: usize,
+}
+
+/// What [`Vchan::close`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CloseReport {
+    /// Grants and mappings.
+    pub teardown: Teardown,
+    /// Whether the server's xenstore entries were removed (false for a client).
+    pub xenstore_removed: bool,
+}
+
+/// Tunables of a channel's blocking calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// How long a blocking call may wait without completing; `None` waits as long as the
+    /// peer stays live. The default is 60 seconds, so that a peer that vanished without
+    /// clearing its live byte gives an error, not a hang.
+    pub timeout: Option<Duration>,
+    /// How many times a blocking call polls the peer's indices before it sleeps on the
+    /// event channel (the peer is often about to act; a sleep costs far more).
+    pub spin: u32,
+    /// Damps event storms (XSA-391): events after which nothing changed in shared memory
+    /// delay re-arming the port, up to a cap.
+    pub damper: Damper,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            timeout: Some(Duration::from_secs(60)),
+            spin: 2000,
+            damper: Damper::linux(),
+        }
+    }
+}
+
+/// How long one event-channel wait lasts when there is no deadline.
+const SLICE: Duration = Duration::from_secs(1);
+
+/// A connected vchan end: a byte stream (or packets) in each direction.
+///
+/// `S` is the memory ([`ServerMem`](crate::ServerMem) or [`ClientMem`](crate::ClientMem)),
+/// `E` the event channels and `X` xenstore (the server removes its entries through it at
+/// close; both ends use its clock for deadlines). Give the channel its own `E` handle: a
+/// wait hands out whatever port of the handle fired, and ports of others are skipped.
+///
+/// Reads and writes come in three flavours: `try_*` never blocks (`WouldBlock` when it
+/// cannot proceed), the plain ones block up to [`Options::timeout`], and `send`/`recv` move
+/// whole packets (all or nothing, like `libxenvchan_send`/`recv`). A read returns `Ok(0)`
+/// only at the end of the stream: the peer closed and everything it wrote was read.
+///
+/// Closing consumes the handle ([`close`](Self::close)); dropping it closes too.
+pub struct Vchan<S: Side, E: EventChannels, X: Xenstore> {
+    pub(crate) rings: Rings<S>,
+    pub(crate) ev: E,
+    pub(crate) port: Port,
+    pub(crate) xs: X,
+    pub(crate) xs_path: Option<String>,
+    pub(crate) opts: Options,
+    pub(crate) damper: Damper,
+    pub(crate) seen: Snapshot,
+    pub(crate) peer_closed: bool,
+    pub(crate) disconnected: bool,
+    pub(crate) closed: bool,
+    /// Whether a call that finds too little asks the peer for a notification (always, except
+    /// on a blocking call's first look, before it spins).
+    ask: bool,
+}
+
+impl<S: Side, E: EventChannels, X: Xenstore> core::fmt::Debug for Vchan<S, E, X> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Vchan")
+            .field("role", &S::ROLE)
+            .field("port", &self.port)
+            .field("rx_size", &self.rx_size())
+            .field("tx_size", &self.tx_size())
+            .field("peer_closed", &self.peer_closed)
+            .field("broken", &self.rings.broken())
+            .finish()
+    }
+}
+
+/// Whether the peer's live byte still says connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peer {
+    Live,
+    Gone,
+}
+
+impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
+    pub(crate) fn new(rings: Rings<S>, ev: E, port: Port, xs: X, opts: Options) -> Self {
+        let seen = rings.snapshot();
+        Vchan {
+            rings,
+            ev,
+            port,
+            xs,
+            xs_path: None,
+            damper: opts.damper.clone(),
+            opts,
+            seen,
+            peer_closed: false,
+            disconnected: false,
+            closed: false,
+            ask: true,
+        }
+    }
+
+    /// Which end this is.
+    pub fn role(&self) -> Role {
+        S::ROLE
+    }
+
+    /// Our event-channel port (for a platform's select loop; see [`wait`](Self::wait)).
+    pub fn port(&self) -> Port {
+        self.port
+    }
+
+    /// Size in bytes of the ring we read.
+    pub fn rx_size(&self) -> usize {
+        self.rings.rx_shape().size as usize
+    }
+
+    /// Size in bytes of the ring we write.
+    pub fn tx_size(&self) -> usize {
+        self.rings.tx_shape().size as usize
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Changes the timeout of blocking calls.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.opts.timeout = timeout;
+    }
+
+    /// Changes how long blocking calls poll before sleeping.
+    pub fn set_spin(&mut self, spin: u32) {
+        self.opts.spin = spin;
+    }
+
+    /// Why the channel broke, if it did.
+    pub fn broken(&self) -> Option<Broken> {
+        self.rings.broken()
+    }
+
+    /// True while the peer has not closed and the channel is not broken.
+    pub fn is_open(&mut self) -> bool {
+        self.rings.broken().is_none() && matches!(self.peer(), Ok(Peer::Live))
+    }
+
+    /// Marks the channel broken and tells the peer we are gone.
+    fn fail(&mut self, why: Broken) -> VchanError {
+        let why = self.rings.set_broken(why);
+        if !self.disconnected {
+            self.disconnected = true;
+            self.rings.set_own_live(LIVE_CLOSED);
+            let _ = self.ev.notify(self.port);
+        }
+        VchanError::Broken(why)
+    }
+
+    fn lift<T>(&mut self, r: Result<T, Broken>) -> Result<T, VchanError> {
+        r.map_err(|b| self.fail(b))
+    }
+
+    fn peer(&mut self) -> Result<Peer, VchanError> {
+        if let Some(b) = self.rings.broken() {
+            return Err(VchanError::Broken(b));
+        }
+        if self.peer_closed {
+            return Ok(Peer::Gone);
+        }
+        match self.rings.peer_live() {
+            LIVE_CONNECTED => Ok(Peer::Live),
+            LIVE_CLOSED => {
+                self.peer_closed = true;
+                Ok(Peer::Gone)
+            }
+            other => Err(self.fail(Broken::BogusLive(other))),
+        }
+    }
+
+    fn signal(&mut self) -> Result<(), VchanError> {
+        self.ev.notify(self.port).map_err(VchanError::from)
+    }
+
+    /// Bytes ready to read now; asks the peer to signal its next write (libxenvchan's
+    /// `libxenvchan_data_ready`), so a [`wait`](Self::wait) after it cannot miss one.
+    pub fn data_ready(&mut self) -> Result<usize, VchanError> {
+        let r = self.rings.poll_rx(usize::MAX);
+        self.lift(r)
+    }
+
+    /// Bytes that can be written now; asks the peer to signal its next read
+    /// (`libxenvchan_buffer_space`).
+    pub fn buffer_space(&mut self) -> Result<usize, VchanError> {
+        let r = self.rings.poll_tx(usize::MAX);
+        self.lift(r)
+    }
+
+    fn poll_rx(&mut self, want: usize) -> Result<usize, Broken> {
+        if self.ask {
+            self.rings.poll_rx(want)
+        } else {
+            self.rings.peek_rx()
+        }
+    }
+
+    fn poll_tx(&mut self, want: usize) -> Result<usize, Broken> {
+        if self.ask {
+            self.rings.poll_tx(want)
+        } else {
+            self.rings.peek_tx()
+        }
+    }
+
+    fn take(&mut self, buf: &mut [u8]) -> Result<usize, VchanError> {
+        let (n, notify) = self.rings.take(buf);
+        if notify {
+            self.signal()?;
+        }
+        Ok(n)
+    }
+
+    fn put(&mut self, data: &[u8]) -> Result<usize, VchanError> {
+        let (n, notify) = self.rings.put(data);
+        if notify {
+            self.signal()?;
+        }
+        Ok(n)
+    }
+
+    /// Reads what is ready, up to `buf.len()`, without blocking: `Ok(n > 0)`, `Ok(0)` at the
+    /// end of the stream (or for an empty `buf`), `Err(WouldBlock)` when nothing is ready.
+    pub fn try_read(&mut self, buf: &mut [u8]) -> Result<usize, VchanError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let r = self.poll_rx(1);
+        if self.lift(r)? > 0 {
+            return self.take(buf);
+        }
+        match self.peer()? {
+            Peer::Live => Err(VchanError::WouldBlock),
+            // The peer may have written, then closed, after our look: look once more.
+            Peer::Gone => {
+                let r = self.poll_rx(1);
+                self.lift(r)?;
+                self.take(buf)
+            }
+        }
+    }
+
+    /// Writes as much of `data` as fits, without blocking: `Ok(n > 0)` (or `Ok(0)` for empty
+    /// `data`), `Err(WouldBlock)` when the ring is full, `Err(PeerClosed)` after the peer
+    /// closed.
+    pub fn try_write(&mut self, data: &[u8]) -> Result<usize, VchanError> {
+        if self.peer()? == Peer::Gone {
+            return Err(VchanError::PeerClosed);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let r = self.poll_tx(1);
+        if self.lift(r)? == 0 {
+            return Err(VchanError::WouldBlock);
+        }
+        self.put(data)
+    }
+
+    /// Sends `packet` whole or not at all, without blocking (`libxenvchan_send` in
+    /// non-blocking mode).
+    pub fn try_send(&mut self, packet: &[u8]) -> Result<(), VchanError> {
+        if packet.len() > self.tx_size() {
+            return Err(VchanError::TooLarge {
+                len: packet.len(),
+                ring: self.tx_size(),
+            });
+        }
+        if self.peer()? == Peer::Gone {
+            return Err(VchanError::PeerClosed);
+        }
+        let r = self.poll_tx(packet.len());
+        if self.lift(r)? < packet.len() {
+            return Err(VchanError::WouldBlock);
+        }
+        self.put(packet).map(drop)
+    }
+
+    /// Receives exactly `buf.len()` bytes or nothing, without blocking
+    /// (`libxenvchan_recv`). `Err(PeerClosed)` when the peer closed with less than that
+    /// left.
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<(), VchanError> {
+        if buf.len() > self.rx_size() {
+            return Err(VchanError::TooLarge {
+                len: buf.len(),
+                ring: self.rx_size(),
+            });
+        }
+        let r = self.poll_rx(buf.len());
+        if self.lift(r)? >= buf.len() {
+            return self.take(buf).map(drop);
+        }
+        match self.peer()? {
+            Peer::Live => Err(VchanError::WouldBlock),
+            Peer::Gone => {
+                let r = self.poll_rx(buf.len());
+                if self.lift(r)? >= buf.len() {
+                    self.take(buf).map(drop)
+                } else {
+                    Err(VchanError::PeerClosed)
+                }
+            }
+        }
+    }
+
+    fn deadline(&self) -> Option<Duration> {
+        self.opts.timeout.map(|t| self.xs.now().saturating_add(t))
+    }
+
+    /// Runs a non-blocking `op` until it stops saying `WouldBlock`: a first look without
+    /// asking for a notification, then polling the peer's indices a while (it is often about
+    /// to act, and a sleep costs far more), then a look that asks for a notification, and
+    /// only then a sleep on the event channel, up to the deadline.
+    fn blocking<T>(
+        &mut self,
+        mut op: impl FnMut(&mut Self) -> Result<T, VchanError>,
+    ) -> Result<T, VchanError> {
+        let deadline = self.deadline();
+        loop {
+            self.ask = false;
+            let first = op(self);
+            self.ask = true;
+            match first {
+                Err(VchanError::WouldBlock) => {}
+                other => return other,
+            }
+            if self.spin() {
+                continue;
+            }
+            match op(self) {
+                Err(VchanError::WouldBlock) => {}
+                other => return other,
+            }
+            if !self.wait_event(deadline)? {
+                return Err(VchanError::TimedOut);
+            }
+        }
+    }
+
+    /// Polls the peer's indices and live byte up to [`Options::spin`] times (yielding the
+    /// CPU now and then where there is an OS to yield to); true once something changed.
+    fn spin(&mut self) -> bool {
+        let start = self.rings.snapshot();
+        for i in 0..self.opts.spin {
+            core::hint::spin_loop();
+            #[cfg(feature = "std")]
+            if i % 64 == 63 {
+                std::thread::yield_now();
+            }
+            #[cfg(not(feature = "std"))]
+            let _ = i;
+            if self.rings.snapshot() != start {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Reads at least one byte (up to `buf.len()`), blocking until some is ready: `Ok(0)`
+    /// only at the end of the stream.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, VchanError> {
+        self.blocking(|v| v.try_read(buf))
+    }
+
+    /// Writes at least one byte of `data`, blocking until there is room.
+    pub fn write(&mut self, data: &[u8]) -> Result<usize, VchanError> {
+        self.blocking(|v| v.try_write(data))
+    }
+
+    /// Writes all of `data`, blocking as needed (`libxenvchan_write` in blocking mode).
+    pub fn write_all(&mut self, mut data: &[u8]) -> Result<(), VchanError> {
+        while !data.is_empty() {
+            let n = self.write(data)?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Fills `buf` completely, blocking as needed; `Err(PeerClosed)` if the stream ends
+    /// first.
+    pub fn read_exact(&mut self, mut buf: &mut [u8]) -> Result<(), VchanError> {
+        while !buf.is_empty() {
+            match self.read(buf)? {
+                0 => return Err(VchanError::PeerClosed),
+                n => buf = &mut buf[n..],
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `packet` whole, blocking until the ring has room for all of it.
+    pub fn send(&mut self, packet: &[u8]) -> Result<(), VchanError> {
+        self.blocking(|v| v.try_send(packet))
+    }
+
+    /// Receives exactly `buf.len()` bytes as one packet, blocking until they are all ready.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<(), VchanError> {
+        self.blocking(|v| v.try_recv(buf))
+    }
+
+    /// Waits at most `timeout` for an event on the channel and re-arms the port. True if the
+    /// peer signalled. Use after a `try_*` call returned `WouldBlock` (it asked the peer to
+    /// signal), or after [`data_ready`](Self::data_ready) / [`buffer_space`](Self::buffer_space).
+    pub fn wait(&mut self, timeout: Duration) -> Result<bool, VchanError> {
+        let deadline = self.xs.now().saturating_add(timeout);
+        self.wait_event(Some(deadline))
+    }
+
+    /// Sleeps until our port fires (true) or the deadline passes (false). After an event in
+    /// which nothing changed in shared memory, re-arming the port is delayed as the damper
+    /// says, so a storm costs O(log n) wake-ups, not n.
+    pub(crate) fn wait_event(&mut self, deadline: Option<Duration>) -> Result<bool, VchanError> {
+        loop {
+            let left = match deadline {
+                None => SLICE,
+                Some(d) => {
+                    let now = self.xs.now();
+                    if now >= d {
+                        return Ok(false);
+                    }
+                    d - now
+                }
+            };
+            match self.ev.wait(left)? {
+                Some(p) if p == self.port => {
+                    let now = self.rings.snapshot();
+                    let work = now != self.seen;
+                    self.seen = now;
+                    let delay = self.damper.record(work);
+                    if !delay.is_zero() {
+                        self.sleep_masked(delay, deadline)?;
+                    }
+                    self.ev.unmask(self.port)?;
+                    return Ok(true);
+                }
+                // Another port of a shared handle, or the time slice ran out.
+                _ => continue,
+            }
+        }
+    }
+
+    /// Sleeps `delay` (capped by the deadline) while our port stays masked: its events
+    /// latch as pending and fire on the unmask that follows.
+    fn sleep_masked(
+        &mut self,
+        delay: Duration,
+        deadline: Option<Duration>,
+    ) -> Result<(), VchanError> {
+        let mut until = self.xs.now().saturating_add(delay);
+        if let Some(d) = deadline {
+            until = until.min(d);
+        }
+        loop {
+            let now = self.xs.now();
+            if now >= until {
+                return Ok(());
+            }
+            let _ = self.ev.wait(until - now)?;
+        }
+    }
+
+    /// Closes our end: clears our live byte and signals the peer, unbinds the port, and gives
+    /// the memory back (the server also removes its xenstore entries; grants the client
+    /// still maps go to the reclaim queue).
+    pub fn close(mut self) -> CloseReport {
+        self.shutdown()
+    }
+
+    pub(crate) fn shutdown(&mut self) -> CloseReport {
+        if self.closed {
+            return CloseReport::default();
+        }
+        self.closed = true;
+        self.rings.set_own_live(LIVE_CLOSED);
+        let _ = self.ev.notify(self.port);
+        let _ = self.ev.unbind(self.port);
+        let xenstore_removed = match self.xs_path.take() {
+            Some(path) => self.xs.rm(Tx::NONE, &path).is_ok(),
+            None => false,
+        };
+        let teardown = self.rings.mem_mut().teardown();
+        CloseReport {
+            teardown,
+            xenstore_removed,
+        }
+    }
+}
+
+impl<S: Side, E: EventChannels, X: Xenstore> Drop for Vchan<S, E, X> {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

@@ -1,0 +1,483 @@
+//! The byte-ring algorithm of libxenvchan (`io.c`), over any [`RingMem`].
+//!
+//! [`Rings`] is one end of a channel: it reads one ring and writes the other, and owns the
+//! notify protocol. It has no event channel and never blocks: each call says whether the
+//! peer must be notified, and the caller ([`Vchan`](crate::Vchan)) signals the event
+//! channel. That keeps the algorithm checkable by loom (`tests/loom.rs`) unchanged.
+//!
+//! Compared with libxenvchan it is stricter:
+//!
+//! * **Own indices are private.** The consumer index of the ring we read and the producer
+//!   index of the ring we write are kept here and only ever *stored* to shared memory; a
+//!   peer that rewrites them changes nothing we compute.
+//! * **Sizes are fixed at construction** (the orders are read once at connect).
+//! * **`prod - cons` larger than the ring breaks the channel** ([`Broken`]) instead of
+//!   reading as "nothing ready", and the channel stays broken.
+//! * **Notification is requested only when a caller will wait**: when less is ready than it
+//!   asked for (a stream read asks for one byte, a packet for its size). libxenvchan asks
+//!   whenever a read is short, which makes the writer signal on every write.
+//!
+//! Barriers follow libxenvchan: the peer's index is an `Acquire` load, ours a `Release`
+//! store (its `xen_rmb`/`xen_wmb`), and `request_notify` / `send_notify` put a
+//! `fence(SeqCst)` where it has `xen_mb()` (the store-then-load of the notify decision).
+
+use crate::abi::{
+    CLI_LIVE, CLI_NOTIFY, LEFT_CONS, LEFT_PROD, NOTIFY_READ, NOTIFY_WRITE, RIGHT_CONS, RIGHT_PROD,
+    SRV_LIVE, SRV_NOTIFY,
+};
+use xen_gnttab::shared::{Ordering, fence};
+use xen_gnttab::{ReadOnly, SharedMem, Writable};
+
+/// The memory of one end of a channel.
+///
+/// `header` is the shared page (at least its first 24 bytes); `rx_chunk(i)` and
+/// `tx_chunk(i)` are chunk `i` of the ring this end reads and writes. A chunk is the whole
+/// ring when the ring sits in the shared page, else one 4 KiB page; each view must be at
+/// least one chunk long.
+pub trait RingMem {
+    /// The shared page.
+    fn header(&self) -> SharedMem<'_, Writable>;
+    /// Chunk `i` of the ring this end reads.
+    fn rx_chunk(&self, i: usize) -> SharedMem<'_, ReadOnly>;
+    /// Chunk `i` of the ring this end writes.
+    fn tx_chunk(&self, i: usize) -> SharedMem<'_, Writable>;
+}
+
+/// Which end: decides which ring is read and which notify and live bytes are ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Reads the left ring, writes the right one; owns `srv_live`/`srv_notify`.
+    Server,
+    /// Reads the right ring, writes the left one; owns `cli_live`/`cli_notify`.
+    Client,
+}
+
+/// Why a channel broke: the peer wrote something impossible into shared memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Broken {
+    /// The peer's producer index is more than a ring ahead of our consumer index (XSA-86).
+    #[error("peer producer index {prod} is {} bytes past consumer {cons}, ring {size}", prod.wrapping_sub(*cons))]
+    RxOverrun {
+        /// The peer's producer index.
+        prod: u32,
+        /// Ours.
+        cons: u32,
+        /// Ring size.
+        size: u32,
+    },
+    /// The peer's consumer index is behind our producer by more than a ring, or ahead of it.
+    #[error("peer consumer index {cons} is inconsistent with producer {prod}, ring {size}")]
+    TxOverrun {
+        /// Ours.
+        prod: u32,
+        /// The peer's consumer index.
+        cons: u32,
+        /// Ring size.
+        size: u32,
+    },
+    /// The peer's live byte holds a value the protocol does not have.
+    #[error("peer live byte is {0}")]
+    BogusLive(u8),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Offsets {
+    own_live: usize,
+    peer_live: usize,
+    own_notify: usize,
+    peer_notify: usize,
+    rx_cons: usize,
+    rx_prod: usize,
+    tx_cons: usize,
+    tx_prod: usize,
+}
+
+impl Role {
+    const fn offsets(self) -> Offsets {
+        match self {
+            Role::Server => Offsets {
+                own_live: SRV_LIVE,
+                peer_live: CLI_LIVE,
+                own_notify: SRV_NOTIFY,
+                peer_notify: CLI_NOTIFY,
+                rx_cons: LEFT_CONS,
+                rx_prod: LEFT_PROD,
+                tx_cons: RIGHT_CONS,
+                tx_prod: RIGHT_PROD,
+            },
+            Role::Client => Offsets {
+                own_live: CLI_LIVE,
+                peer_live: SRV_LIVE,
+                own_notify: CLI_NOTIFY,
+                peer_notify: SRV_NOTIFY,
+                rx_cons: RIGHT_CONS,
+                rx_prod: RIGHT_PROD,
+                tx_cons: LEFT_CONS,
+                tx_prod: LEFT_PROD,
+            },
+        }
+    }
+}
+
+/// The fixed shape of one ring: size and chunk, both powers of two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Bytes in the ring.
+    pub size: u32,
+    /// Bytes per chunk (`size` when the ring is one view, else the page size).
+    pub chunk: u32,
+}
+
+impl Shape {
+    /// A shape, if `size` and `chunk` are powers of two with `chunk <= size`.
+    pub const fn new(size: u32, chunk: u32) -> Option<Shape> {
+        if size.is_power_of_two() && chunk.is_power_of_two() && chunk <= size {
+            Some(Shape { size, chunk })
+        } else {
+            None
+        }
+    }
+}
+
+/// What the peer could change since the last look: used to tell a real event from a
+/// spurious one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    /// The peer's producer index of the ring we read.
+    pub rx_prod: u32,
+    /// The peer's consumer index of the ring we write.
+    pub tx_cons: u32,
+    /// The peer's live byte.
+    pub peer_live: u8,
+}
+
+/// One end of a vchan: the two rings and the notify protocol.
+#[derive(Debug)]
+pub struct Rings<M> {
+    mem: M,
+    off: Offsets,
+    rx: Shape,
+    tx: Shape,
+    /// Our consumer index of the ring we read (private, never read back).
+    rx_cons: u32,
+    /// Bytes known ready at `rx_cons` (validated).
+    rx_avail: u32,
+    /// Our producer index of the ring we write (private, never read back).
+    tx_prod: u32,
+    /// Bytes known free at `tx_prod` (validated).
+    tx_avail: u32,
+    broken: Option<Broken>,
+}
+
+impl<M: RingMem> Rings<M> {
+    /// One end over `mem`, with the rings' shapes (fixed from now on) and the starting values
+    /// of our own indices.
+    pub fn new(mem: M, role: Role, rx: Shape, tx: Shape, rx_cons: u32, tx_prod: u32) -> Self {
+        Rings {
+            mem,
+            off: role.offsets(),
+            rx,
+            tx,
+            rx_cons,
+            rx_avail: 0,
+            tx_prod,
+            tx_avail: 0,
+            broken: None,
+        }
+    }
+
+    /// The memory.
+    pub fn mem(&self) -> &M {
+        &self.mem
+    }
+
+    /// The memory, mutably (teardown).
+    pub fn mem_mut(&mut self) -> &mut M {
+        &mut self.mem
+    }
+
+    /// The shape of the ring we read.
+    pub fn rx_shape(&self) -> Shape {
+        self.rx
+    }
+
+    /// The shape of the ring we write.
+    pub fn tx_shape(&self) -> Shape {
+        self.tx
+    }
+
+    /// Why the channel broke, if it did. Sticky.
+    pub fn broken(&self) -> Option<Broken> {
+        self.broken
+    }
+
+    /// Marks the channel broken (first reason wins).
+    pub fn set_broken(&mut self, why: Broken) -> Broken {
+        *self.broken.get_or_insert(why)
+    }
+
+    fn check(&self) -> Result<(), Broken> {
+        match self.broken {
+            Some(b) => Err(b),
+            None => Ok(()),
+        }
+    }
+
+    /// `request_notify`: asks the peer to signal when it does `bit`, then a full barrier so
+    /// that the caller's re-read of the indices comes after the request is visible.
+    pub fn request_notify(&self, bit: u8) {
+        self.mem
+            .header()
+            .fetch_or_u8(self.off.peer_notify, bit, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    /// `send_notify`: after our index update, a full barrier, then takes the peer's request
+    /// for `bit`. True if the peer asked: signal the event channel.
+    ///
+    /// The decision is a load after the fence; only a set bit is cleared with an atomic AND.
+    /// The load is enough: with both fences, either it sees the peer's request or the peer's
+    /// re-read sees our index (the loom models check it), and a clear bit needs no write,
+    /// which keeps the header's cache line shared while the peer is not waiting.
+    pub fn send_notify(&self, bit: u8) -> bool {
+        fence(Ordering::SeqCst);
+        let h = self.mem.header();
+        if h.load_u8(self.off.own_notify, Ordering::SeqCst) & bit == 0 {
+            return false;
+        }
+        let prev = h.fetch_and_u8(self.off.own_notify, !bit, Ordering::SeqCst);
+        prev & bit != 0
+    }
+
+    fn raw_rx(&mut self) -> Result<u32, Broken> {
+        let prod = self
+            .mem
+            .header()
+            .load_u32(self.off.rx_prod, Ordering::Acquire);
+        let ready = prod.wrapping_sub(self.rx_cons);
+        if ready > self.rx.size {
+            return Err(self.set_broken(Broken::RxOverrun {
+                prod,
+                cons: self.rx_cons,
+                size: self.rx.size,
+            }));
+        }
+        self.rx_avail = ready;
+        Ok(ready)
+    }
+
+    fn raw_tx(&mut self) -> Result<u32, Broken> {
+        let cons = self
+            .mem
+            .header()
+            .load_u32(self.off.tx_cons, Ordering::Acquire);
+        let used = self.tx_prod.wrapping_sub(cons);
+        if used > self.tx.size {
+            return Err(self.set_broken(Broken::TxOverrun {
+                prod: self.tx_prod,
+                cons,
+                size: self.tx.size,
+            }));
+        }
+        self.tx_avail = self.tx.size - used;
+        Ok(self.tx_avail)
+    }
+
+    /// Bytes ready to read, without asking for a notification (a caller about to spin).
+    pub fn peek_rx(&mut self) -> Result<usize, Broken> {
+        self.check()?;
+        Ok(self.raw_rx()? as usize)
+    }
+
+    /// Bytes free to write, without asking for a notification.
+    pub fn peek_tx(&mut self) -> Result<usize, Broken> {
+        self.check()?;
+        Ok(self.raw_tx()? as usize)
+    }
+
+    /// Bytes ready to read. If fewer than `want`, asks the peer to signal its next write and
+    /// looks again (libxenvchan's `fast_get_data_ready`): either this call sees the data or
+    /// the peer signals.
+    pub fn poll_rx(&mut self, want: usize) -> Result<usize, Broken> {
+        self.check()?;
+        let ready = self.raw_rx()?;
+        if ready as usize >= want {
+            return Ok(ready as usize);
+        }
+        self.request_notify(NOTIFY_WRITE);
+        Ok(self.raw_rx()? as usize)
+    }
+
+    /// Bytes free to write; if fewer than `want`, asks the peer to signal its next read and
+    /// looks again (`fast_get_buffer_space`).
+    pub fn poll_tx(&mut self, want: usize) -> Result<usize, Broken> {
+        self.check()?;
+        let space = self.raw_tx()?;
+        if space as usize >= want {
+            return Ok(space as usize);
+        }
+        self.request_notify(NOTIFY_READ);
+        Ok(self.raw_tx()? as usize)
+    }
+
+    /// Copies up to the bytes [`poll_rx`](Self::poll_rx) last found ready into `buf`,
+    /// publishes the new consumer index and takes the peer's notify request. Returns the
+    /// count and whether to signal the peer.
+    pub fn take(&mut self, buf: &mut [u8]) -> (usize, bool) {
+        if self.broken.is_some() {
+            return (0, false);
+        }
+        let n = buf.len().min(self.rx_avail as usize);
+        if n == 0 {
+            return (0, false);
+        }
+        let buf = &mut buf[..n];
+        let mask = self.rx.size - 1;
+        let (shift, cmask) = (self.rx.chunk.trailing_zeros(), self.rx.chunk as usize - 1);
+        let mut off = (self.rx_cons & mask) as usize;
+        let mut done = 0;
+        while done < n {
+            let within = off & cmask;
+            let len = (cmask + 1 - within).min(n - done);
+            self.mem
+                .rx_chunk(off >> shift)
+                .read_bytes(within, &mut buf[done..done + len]);
+            done += len;
+            off = (off + len) & mask as usize;
+        }
+        // n <= rx_avail <= size, so the cast is exact.
+        self.rx_cons = self.rx_cons.wrapping_add(n as u32);
+        self.rx_avail -= n as u32;
+        self.mem
+            .header()
+            .store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
+        (n, self.send_notify(NOTIFY_READ))
+    }
+
+    /// Copies as much of `data` as [`poll_tx`](Self::poll_tx) last found room for into the
+    /// ring, publishes the new producer index and takes the peer's notify request. Returns
+    /// the count and whether to signal the peer.
+    pub fn put(&mut self, data: &[u8]) -> (usize, bool) {
+        if self.broken.is_some() {
+            return (0, false);
+        }
+        let n = data.len().min(self.tx_avail as usize);
+        if n == 0 {
+            return (0, false);
+        }
+        let mask = self.tx.size - 1;
+        let (shift, cmask) = (self.tx.chunk.trailing_zeros(), self.tx.chunk as usize - 1);
+        let mut off = (self.tx_prod & mask) as usize;
+        let mut done = 0;
+        while done < n {
+            let within = off & cmask;
+            let len = (cmask + 1 - within).min(n - done);
+            self.mem
+                .tx_chunk(off >> shift)
+                .write_bytes(within, &data[done..done + len]);
+            done += len;
+            off = (off + len) & mask as usize;
+        }
+        self.tx_prod = self.tx_prod.wrapping_add(n as u32);
+        self.tx_avail -= n as u32;
+        self.mem
+            .header()
+            .store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
+        (n, self.send_notify(NOTIFY_WRITE))
+    }
+
+    /// The peer's live byte, as it is now (unvalidated).
+    pub fn peer_live(&self) -> u8 {
+        self.mem
+            .header()
+            .load_u8(self.off.peer_live, Ordering::Acquire)
+    }
+
+    /// Stores our live byte.
+    pub fn set_own_live(&self, v: u8) {
+        self.mem
+            .header()
+            .store_u8(self.off.own_live, v, Ordering::SeqCst);
+    }
+
+    /// What the peer has published, for telling real events from spurious ones.
+    pub fn snapshot(&self) -> Snapshot {
+        let h = self.mem.header();
+        Snapshot {
+            rx_prod: h.load_u32(self.off.rx_prod, Ordering::Relaxed),
+            tx_cons: h.load_u32(self.off.tx_cons, Ordering::Relaxed),
+            peer_live: h.load_u8(self.off.peer_live, Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::abi::{LEFT_CONS, LEFT_PROD};
+    use xen_gnttab::SharedRegion;
+
+    /// A 24-byte header, then a 16-byte left ring made of two 8-byte chunks, then the right.
+    struct Mem<'a>(&'a SharedRegion, Role);
+
+    impl RingMem for Mem<'_> {
+        fn header(&self) -> SharedMem<'_, Writable> {
+            self.0.mem()
+        }
+        fn rx_chunk(&self, i: usize) -> SharedMem<'_, ReadOnly> {
+            let base = if self.1 == Role::Server { 24 } else { 40 };
+            self.0.mem().sub(base + 8 * i, 8).read_only()
+        }
+        fn tx_chunk(&self, i: usize) -> SharedMem<'_, Writable> {
+            let base = if self.1 == Role::Server { 40 } else { 24 };
+            self.0.mem().sub(base + 8 * i, 8)
+        }
+    }
+
+    #[test]
+    fn indices_wrap_across_2_pow_32_and_chunks() {
+        let r = SharedRegion::new_zeroed(56);
+        let start = 0xFFFF_FFF0u32;
+        r.mem().store_u32(LEFT_CONS, start, Ordering::Relaxed);
+        r.mem().store_u32(LEFT_PROD, start, Ordering::Relaxed);
+        let shape = Shape::new(16, 8).unwrap();
+        let mut srv = Rings::new(Mem(&r, Role::Server), Role::Server, shape, shape, start, 0);
+        let mut cli = Rings::new(Mem(&r, Role::Client), Role::Client, shape, shape, 0, start);
+        let mut next = 0u8;
+        let mut expect = 0u8;
+        for round in 0..40 {
+            let want = 1 + round % 16;
+            let space = cli.poll_tx(want).unwrap();
+            let data: Vec<u8> = (0..space.min(want))
+                .map(|_| {
+                    next = next.wrapping_add(1);
+                    next
+                })
+                .collect();
+            assert_eq!(cli.put(&data).0, data.len());
+            let ready = srv.poll_rx(1).unwrap();
+            assert_eq!(ready, data.len());
+            let mut buf = [0u8; 16];
+            let (n, _) = srv.take(&mut buf[..ready]);
+            for &b in &buf[..n] {
+                expect = expect.wrapping_add(1);
+                assert_eq!(b, expect);
+            }
+        }
+        assert!(srv.rx_cons < start, "wrapped past 2^32");
+    }
+
+    #[test]
+    fn take_and_put_never_exceed_what_was_validated() {
+        let r = SharedRegion::new_zeroed(56);
+        let shape = Shape::new(16, 8).unwrap();
+        let mut srv = Rings::new(Mem(&r, Role::Server), Role::Server, shape, shape, 0, 0);
+        // No poll yet: nothing validated, nothing moves.
+        assert_eq!(srv.take(&mut [0u8; 8]), (0, false));
+        assert_eq!(srv.put(&[1u8; 8]), (0, false));
+        assert_eq!(srv.poll_tx(1).unwrap(), 16);
+        assert_eq!(srv.put(&[1u8; 20]).0, 16, "a put stops at the free space");
+        assert_eq!(Shape::new(12, 4), None);
+        assert_eq!(Shape::new(8, 16), None);
+    }
+}

@@ -1,0 +1,247 @@
+//! Server and client against the simulator: connect, both directions, packets, close seen
+//! from either side, reconnect, xenstore and grants cleaned up.
+#![cfg(not(loom))]
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+use xen_gnttab::Grantor;
+use xen_vchan::{Role, VchanError};
+use xen_xenbus::{Tx, Xenstore};
+
+#[test]
+fn rendezvous_entries_are_written_readable_by_the_client_only() {
+    let w = World::new();
+    let l = w.listen_orders(10, 11);
+    let xs = w.srv.xenstore();
+    let rr = xs.read(Tx::NONE, &format!("{}/ring-ref", w.path)).unwrap();
+    assert_eq!(rr, l.ring_ref().0.to_string().into_bytes());
+    let ec = xs
+        .read(Tx::NONE, &format!("{}/event-channel", w.path))
+        .unwrap();
+    assert_eq!(ec, l.port().0.to_string().into_bytes());
+    let perms = xs
+        .get_perms(Tx::NONE, &format!("{}/ring-ref", w.path))
+        .unwrap();
+    assert_eq!(
+        perms,
+        xen_xenbus::Perms::shared_read(w.srv.domid(), w.cli.domid())
+    );
+    // A third domain cannot read them.
+    let other = w.host.create_domain("other");
+    assert!(
+        other
+            .xenstore()
+            .read(Tx::NONE, &format!("{}/ring-ref", w.path))
+            .is_err()
+    );
+    let report = l.close();
+    assert!(report.xenstore_removed);
+    assert_eq!(report.teardown.ended, 1);
+    assert!(xs.read(Tx::NONE, &format!("{}/ring-ref", w.path)).is_err());
+}
+
+#[test]
+fn small_stream_both_ways_and_std_io() {
+    let w = World::new();
+    let (mut s, mut c) = w.pair(10, 11);
+    assert_eq!((s.role(), c.role()), (Role::Server, Role::Client));
+    assert_eq!((s.rx_size(), s.tx_size()), (1024, 2048));
+    assert_eq!((c.rx_size(), c.tx_size()), (2048, 1024));
+    c.write_all(b"ping").unwrap();
+    let mut b = [0u8; 4];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"ping");
+    Write::write_all(&mut s, b"pong").unwrap();
+    Read::read_exact(&mut c, &mut b).unwrap();
+    assert_eq!(&b, b"pong");
+    assert_eq!(c.try_read(&mut b), Err(VchanError::WouldBlock));
+    assert_eq!(s.data_ready().unwrap(), 0);
+    assert_eq!(s.buffer_space().unwrap(), 2048);
+    drop(c);
+    drop(s);
+}
+
+#[test]
+fn data_crosses_the_ring_end_many_times() {
+    let w = World::new();
+    let (mut s, mut c) = w.pair(12, 13);
+    let mut rng = Rng(5);
+    let mut sum_in = Sum::default();
+    let mut sum_out = Sum::default();
+    let mut buf = vec![0u8; 3000];
+    let mut out = vec![0u8; 3000];
+    for _ in 0..200 {
+        let n = 1 + rng.below(3000);
+        rng.fill(&mut buf[..n]);
+        sum_in.update(&buf[..n]);
+        c.write_all(&buf[..n]).unwrap();
+        s.read_exact(&mut out[..n]).unwrap();
+        sum_out.update(&out[..n]);
+    }
+    assert_eq!(sum_in.finish(), sum_out.finish());
+}
+
+#[test]
+fn packets_are_all_or_nothing() {
+    let w = World::new();
+    let (mut s, mut c) = w.pair(11, 10);
+    // Server → client ring is 1 KiB.
+    assert_eq!(s.tx_size(), 1024);
+    assert_eq!(
+        s.try_send(&[0u8; 1025]),
+        Err(VchanError::TooLarge {
+            len: 1025,
+            ring: 1024
+        })
+    );
+    s.try_send(&[1u8; 700]).unwrap();
+    assert_eq!(
+        s.try_send(&[2u8; 400]),
+        Err(VchanError::WouldBlock),
+        "only 324 free"
+    );
+    let mut p = [0u8; 701];
+    assert_eq!(
+        c.try_recv(&mut p),
+        Err(VchanError::WouldBlock),
+        "only 700 ready"
+    );
+    c.try_recv(&mut p[..700]).unwrap();
+    assert!(p[..700].iter().all(|&b| b == 1));
+    s.try_send(&[2u8; 400]).unwrap();
+    // Blocking send waits for room made by the reader.
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let mut q = [0u8; 1000];
+            c.recv(&mut q[..400]).unwrap();
+            assert!(q[..400].iter().all(|&b| b == 2));
+            c.recv(&mut q).unwrap();
+            assert!(q.iter().all(|&b| b == 3));
+        });
+        s.send(&[3u8; 1000]).unwrap();
+    });
+}
+
+#[test]
+fn client_close_is_seen_by_the_server_after_its_data() {
+    let w = World::new();
+    let (mut s, mut c) = w.pair(10, 11);
+    c.write_all(b"last words").unwrap();
+    let report = c.close();
+    assert_eq!(report.teardown.unmapped, 1);
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"last words");
+    assert_eq!(s.read(&mut buf), Ok(0), "end of stream");
+    assert_eq!(s.try_write(b"x"), Err(VchanError::PeerClosed));
+    assert!(!s.is_open());
+    let report = s.close();
+    assert_eq!(report.teardown.ended, 1);
+    assert_eq!(report.teardown.reclaim, 0);
+    assert!(w.srv.grants().reclaim_queue().is_empty());
+}
+
+#[test]
+fn server_close_wakes_a_blocked_client_and_grants_wait_for_its_unmap() {
+    let w = World::new();
+    let (s, mut c) = w.pair(14, 12);
+    let t = Instant::now();
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            let report = s.close();
+            // The client still maps everything: 1 + 4 + 1 grants wait in the reclaim queue.
+            assert_eq!(report.teardown.reclaim, 6);
+            assert_eq!(report.teardown.ended, 0);
+        });
+        let mut buf = [0u8; 8];
+        assert_eq!(c.read(&mut buf), Ok(0), "a blocked read ends at the close");
+    });
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(c.try_write(b"x"), Err(VchanError::PeerClosed));
+    assert_eq!(w.srv.grants().reclaim_queue().len(), 6);
+    let report = c.close();
+    assert_eq!(report.teardown.unmapped, 6);
+    let r = w.srv.grants().reclaim();
+    assert_eq!((r.ended.len(), r.still_busy), (6, 0));
+}
+
+#[test]
+fn close_and_reconnect_on_the_same_path() {
+    let w = World::new();
+    for round in 0..3u8 {
+        let (mut s, mut c) = w.pair(12, 16);
+        c.write_all(&[round; 100]).unwrap();
+        let mut b = [0u8; 100];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(b, [round; 100]);
+        two_way(&mut s, &mut c, 1 << 18, u64::from(round));
+        let cr = c.close();
+        assert_eq!(cr.teardown.unmapped, 1 + 1 + 16);
+        let sr = s.close();
+        assert_eq!((sr.teardown.ended, sr.teardown.reclaim), (18, 0));
+    }
+    assert!(w.srv.grants().reclaim_queue().is_empty());
+    assert_eq!(w.srv.stats().pages, 0, "every page came back");
+}
+
+#[test]
+fn accept_times_out_and_cleans_up() {
+    let w = World::new();
+    let l = w.listen_orders(10, 11);
+    let t = Instant::now();
+    assert_eq!(
+        l.accept(Duration::from_millis(100)).unwrap_err(),
+        VchanError::TimedOut
+    );
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    assert!(
+        w.srv
+            .xenstore()
+            .read(Tx::NONE, &format!("{}/ring-ref", w.path))
+            .is_err()
+    );
+    let e = w.connect().unwrap_err();
+    assert!(e.to_string().contains("no ring-ref"), "{e}");
+}
+
+#[test]
+fn client_waits_for_the_server_to_appear() {
+    let w = World::new();
+    std::thread::scope(|sc| {
+        let h = sc.spawn(|| {
+            let config = xen_vchan::ClientConfig::new(w.path.clone())
+                .wait(Duration::from_secs(10))
+                .options(opts());
+            xen_vchan::connect(
+                w.cli.mapper(),
+                w.cli.evtchn(),
+                w.cli.xenstore(),
+                w.srv.domid(),
+                &config,
+            )
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let l = w.listen_orders(10, 11);
+        let mut s = l.accept(T).unwrap();
+        let mut c = h.join().unwrap().unwrap();
+        c.write_all(b"late").unwrap();
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"late");
+    });
+}
+
+#[test]
+fn blocking_read_times_out_on_a_silent_peer() {
+    let w = World::new();
+    let (mut s, _c) = w.pair(10, 11);
+    s.set_timeout(Some(Duration::from_millis(100)));
+    let t = Instant::now();
+    assert_eq!(s.read(&mut [0u8; 4]), Err(VchanError::TimedOut));
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    assert!(t.elapsed() < Duration::from_secs(5));
+}

@@ -1,0 +1,353 @@
+//! `cargo xtask bench vchan`: one-direction throughput of a vchan between two threads,
+//! against a Unix socketpair, a pipe and the physical limit.
+//!
+//! For ring sizes 2 KiB, 64 KiB and 1 MiB and write sizes 64 B, 2 KiB and 64 KiB, a client
+//! in one simulated domain writes a byte stream (blocking `write_all`) and the server in
+//! another reads it (blocking `read` into a buffer of the write size). The comparisons, in
+//! the same run, interleaved round by round:
+//!
+//! * a Unix socketpair and a pipe (default kernel buffers): what a program would otherwise
+//!   use to move bytes between two of its parts;
+//! * the limit of this design: `xtask/c/vchan_limit.c`, a minimal C single-producer
+//!   single-consumer byte ring of the same size with the same two copies (private buffer to
+//!   ring, ring to private buffer) and no notifications at all, compiled here with
+//!   `cc -O2` into a shared object and called in this process.
+//!
+//! Prints GB/s per case (median of the rounds) and the ratios, ending with
+//! `BENCH vchan-limit ratio=<lowest ours/C> goal=0.8` and
+//! `BENCH vchan-socketpair ratio=<ours/socketpair at 1 MiB, 64 KiB> goal=2.0`.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use xen_sim::Host;
+use xen_vchan::{ClientConfig, Options, ServerConfig, connect, listen, vchan_path};
+
+const ROUNDS: usize = 3;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Bytes moved per case: enough for tens of milliseconds at the fastest, few enough that
+/// the slowest (socket calls of 64 bytes) stays short.
+fn total_for(write: usize) -> usize {
+    match write {
+        64 => 16 << 20,
+        _ => 256 << 20,
+    }
+}
+
+/// The client → server ring of `size` bytes; the other way gets an in-page ring that does not
+/// collide with it (order 11 next to a 1 MiB ring, whose grant list reaches past byte 1024).
+fn orders(size: usize) -> (u16, u16) {
+    let order = size.trailing_zeros() as u16;
+    (order, if order == 10 || order == 20 { 11 } else { 10 })
+}
+
+/// Our vchan: returns seconds.
+fn ours(ring: usize, write: usize, total: usize) -> Result<f64, String> {
+    let host = Host::new();
+    let _dom0 = host.create_domain("dom0");
+    let srv = host.create_domain("server");
+    let cli = host.create_domain("client");
+    let path = vchan_path(srv.domid(), cli.domid(), 1);
+    let (l, r) = orders(ring);
+    let opts = Options {
+        timeout: Some(Duration::from_secs(30)),
+        ..Options::default()
+    };
+    let config = ServerConfig::with_orders(path.clone(), l, r)
+        .map_err(|e| e.to_string())?
+        .options(opts.clone());
+    let listener = listen(srv.grants(), srv.evtchn(), srv.xenstore(), cli.domid(), &config)
+        .map_err(|e| e.to_string())?;
+    let mut client = connect(
+        cli.mapper(),
+        cli.evtchn(),
+        cli.xenstore(),
+        srv.domid(),
+        &ClientConfig::new(path).options(opts),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut server = listener
+        .accept(Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    if client.tx_size() != ring {
+        return Err(format!("ring is {} bytes, not {ring}", client.tx_size()));
+    }
+    let src: Vec<u8> = (0..write).map(|i| (i * 7) as u8).collect();
+    let start = Instant::now();
+    std::thread::scope(|s| -> Result<(), String> {
+        let writer = s.spawn(|| -> Result<(), String> {
+            let mut sent = 0;
+            while sent < total {
+                let n = write.min(total - sent);
+                client.write_all(&src[..n]).map_err(|e| e.to_string())?;
+                sent += n;
+            }
+            Ok(())
+        });
+        let mut buf = vec![0u8; write];
+        let mut got = 0;
+        let mut sum = 0u64;
+        while got < total {
+            let n = server.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("end of stream".into());
+            }
+            sum = sum.wrapping_add(u64::from(buf[0]) + u64::from(buf[n - 1]));
+            got += n;
+        }
+        std::hint::black_box(sum);
+        writer.join().map_err(|_| "writer panicked".to_string())?
+    })?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// A byte stream over two file-like ends (socketpair, pipe): returns seconds.
+fn stream<W: Write + Send, R: Read>(mut w: W, mut r: R, write: usize, total: usize) -> Result<f64, String> {
+    let src: Vec<u8> = (0..write).map(|i| (i * 7) as u8).collect();
+    let start = Instant::now();
+    std::thread::scope(|s| -> Result<(), String> {
+        let writer = s.spawn(move || -> Result<(), String> {
+            let mut sent = 0;
+            while sent < total {
+                let n = write.min(total - sent);
+                w.write_all(&src[..n]).map_err(|e| e.to_string())?;
+                sent += n;
+            }
+            Ok(())
+        });
+        let mut buf = vec![0u8; write];
+        let mut got = 0;
+        while got < total {
+            let n = r.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("end of stream".into());
+            }
+            got += n;
+        }
+        writer.join().map_err(|_| "writer panicked".to_string())?
+    })?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn socketpair(write: usize, total: usize) -> Result<f64, String> {
+    let (a, b) = UnixStream::pair().map_err(|e| e.to_string())?;
+    stream(a, b, write, total)
+}
+
+fn pipe(write: usize, total: usize) -> Result<f64, String> {
+    let (r, w) = ffi::pipe()?;
+    stream(w, r, write, total)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Builds the C limit into `target/xtask-bench/libvchan_limit.so`.
+fn build_c() -> Result<PathBuf, String> {
+    let root = workspace_root();
+    let dir = root.join("target").join("xtask-bench");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let so = dir.join("libvchan_limit.so");
+    let src = root.join("xtask").join("c").join("vchan_limit.c");
+    let status = Command::new("cc")
+        .args(["-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-pthread", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .status()
+        .map_err(|e| format!("running cc: {e}"))?;
+    if !status.success() {
+        return Err(format!("cc failed on {}", src.display()));
+    }
+    Ok(so)
+}
+
+/// Entry point of `cargo xtask bench vchan` (registered in `bench/mod.rs`).
+pub fn run(_ws: &crate::cmd::Workspace, args: &[String]) -> crate::cmd::Result {
+    if cfg!(debug_assertions) && !args.iter().any(|a| a == "--in-release") {
+        // The xtask alias builds in debug: re-run this command from a release build.
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(workspace_root())
+            .args(["run", "--quiet", "--release", "--package", "xtask", "--", "bench", "vchan"])
+            .args(args)
+            .arg("--in-release")
+            .status()
+            .map_err(|e| format!("bench vchan: cannot run cargo: {e}"))?;
+        return if status.success() {
+            Ok(())
+        } else {
+            Err(format!("bench vchan failed ({status})"))
+        };
+    }
+    run_cases().map_err(|e| format!("bench vchan: {e}"))
+}
+
+fn gbs(bytes: usize, secs: f64) -> f64 {
+    bytes as f64 / secs / 1e9
+}
+
+fn run_cases() -> Result<(), String> {
+    let c = ffi::CLimit::load(&build_c()?)?;
+    let rings = [2usize << 10, 64 << 10, 1 << 20];
+    let writes = [64usize, 2 << 10, 64 << 10];
+    let cases: Vec<(usize, usize)> = rings
+        .iter()
+        .flat_map(|&r| writes.iter().map(move |&w| (r, w)))
+        .collect();
+    // [ours, C limit, socketpair, pipe] per case.
+    let mut rates = vec![[const { Vec::new() }; 4]; cases.len()];
+    for round in 0..ROUNDS {
+        for (i, &(ring, write)) in cases.iter().enumerate() {
+            let total = total_for(write);
+            let mut order = [0usize, 1, 2, 3];
+            order.rotate_left(round % 4);
+            for k in order {
+                let secs = match k {
+                    0 => ours(ring, write, total)?,
+                    1 => c.run(ring, write, total)?,
+                    2 => socketpair(write, total)?,
+                    _ => pipe(write, total)?,
+                };
+                rates[i][k].push(gbs(total, secs));
+            }
+        }
+    }
+    println!(
+        "vchan benchmark: one direction, 2 threads, GB/s, median of {ROUNDS} interleaved rounds"
+    );
+    println!(
+        "{:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "ring", "write", "ours", "C limit", "sockpair", "pipe", "ours/C", "ours/sp", "ours/pipe"
+    );
+    let mut lowest = f64::INFINITY;
+    let mut sp_big = 0.0;
+    for (i, &(ring, write)) in cases.iter().enumerate() {
+        let [o, cl, sp, pp] = [0, 1, 2, 3].map(|k| median(&mut rates[i][k]));
+        lowest = lowest.min(o / cl);
+        if ring == 1 << 20 && write == 64 << 10 {
+            sp_big = o / sp;
+        }
+        println!(
+            "{:>8} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.3} {:>8.2} {:>8.2}",
+            size(ring),
+            size(write),
+            o,
+            cl,
+            sp,
+            pp,
+            o / cl,
+            o / sp,
+            o / pp
+        );
+    }
+    println!("BENCH vchan-limit ratio={lowest:.3} goal=0.8");
+    println!("BENCH vchan-socketpair ratio={sp_big:.3} goal=2.0");
+    Ok(())
+}
+
+fn size(b: usize) -> String {
+    if b >= 1 << 20 {
+        format!("{}M", b >> 20)
+    } else if b >= 1 << 10 {
+        format!("{}K", b >> 10)
+    } else {
+        format!("{b}")
+    }
+}
+
+/// The only unsafe code of this benchmark: loading the C limit and calling it, and making
+/// a pipe.
+#[allow(unsafe_code)]
+mod ffi {
+    use std::ffi::{CString, c_char, c_int, c_long, c_void};
+    use std::fs::File;
+    use std::os::fd::FromRawFd;
+    use std::path::Path;
+
+    unsafe extern "C" {
+        fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
+        fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+        fn dlerror() -> *const c_char;
+        #[link_name = "pipe"]
+        fn c_pipe(fds: *mut c_int) -> c_int;
+    }
+    const RTLD_NOW: c_int = 2;
+
+    type LimitFn = unsafe extern "C" fn(c_long, c_long, c_long) -> f64;
+
+    /// `c_vchan_limit` from the loaded shared object (never unloaded).
+    pub struct CLimit {
+        f: LimitFn,
+    }
+
+    fn last_error() -> String {
+        // SAFETY: dlerror returns null or a NUL-terminated string valid until the next dl*
+        // call on this thread; we copy it at once.
+        let e = unsafe { dlerror() };
+        if e.is_null() {
+            "unknown dl error".into()
+        } else {
+            // SAFETY: non-null, NUL-terminated (see above).
+            unsafe { std::ffi::CStr::from_ptr(e) }
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
+
+    impl CLimit {
+        pub fn load(path: &Path) -> Result<Self, String> {
+            let p = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+            // SAFETY: `p` is a valid NUL-terminated path; the library we built has no
+            // initialisers with preconditions.
+            let h = unsafe { dlopen(p.as_ptr(), RTLD_NOW) };
+            if h.is_null() {
+                return Err(last_error());
+            }
+            // SAFETY: `h` is a live handle (never closed); the name is NUL-terminated.
+            let sym = unsafe { dlsym(h, c"c_vchan_limit".as_ptr()) };
+            if sym.is_null() {
+                return Err(last_error());
+            }
+            // SAFETY: `c_vchan_limit` in xtask/c/vchan_limit.c has exactly the signature
+            // `double (long, long, long)`, which `LimitFn` spells; the library stays loaded
+            // for the life of the process.
+            let f = unsafe { std::mem::transmute::<*mut c_void, LimitFn>(sym) };
+            Ok(CLimit { f })
+        }
+
+        /// Moves `total` bytes in `write`-byte writes through a `ring`-byte ring; seconds.
+        pub fn run(&self, ring: usize, write: usize, total: usize) -> Result<f64, String> {
+            let arg = |v: usize| c_long::try_from(v).map_err(|e| e.to_string());
+            let (ring, write, total) = (arg(ring)?, arg(write)?, arg(total)?);
+            // SAFETY: the function takes plain integers; it allocates, runs and joins its
+            // own reader thread and frees everything before returning.
+            let secs = unsafe { (self.f)(ring, write, total) };
+            if secs < 0.0 {
+                return Err("the C limit could not set up".into());
+            }
+            Ok(secs)
+        }
+    }
+
+    /// An anonymous pipe: (read end, write end).
+    pub fn pipe() -> Result<(File, File), String> {
+        let mut fds: [c_int; 2] = [-1, -1];
+        // SAFETY: `fds` is a live array of two ints, which pipe(2) fills on success.
+        if unsafe { c_pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error().to_string());
+        }
+        // SAFETY: pipe(2) succeeded, so both are fresh descriptors owned by nobody else;
+        // each `File` takes sole ownership of one and closes it on drop.
+        Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
+    }
+}
