@@ -68,7 +68,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 fn own_domid() -> Result<Domid, String> {
     Xenbus::open()
-        .and_then(|mut xs| xs.own_domid())
+        .and_then(|xs| xs.own_domid())
         .map_err(fail("own domid"))
 }
 
@@ -580,7 +580,7 @@ fn event_channels() -> TestResult {
     Ok(())
 }
 
-fn test_dir(xs: &mut Xenbus, name: &str) -> Result<String, String> {
+fn test_dir(xs: &Xenbus, name: &str) -> Result<String, String> {
     let me = xs.own_domid().map_err(fail("own domid"))?;
     let home = xs.domain_path(me).map_err(fail("domain path"))?;
     ensure!(
@@ -595,8 +595,8 @@ fn test_dir(xs: &mut Xenbus, name: &str) -> Result<String, String> {
 
 /// Write, read, directory, rm over /dev/xen/xenbus.
 fn xenstore_basic() -> TestResult {
-    let mut xs = Xenbus::open().map_err(fail("open xenbus"))?;
-    let dir = test_dir(&mut xs, "basic")?;
+    let xs = Xenbus::open().map_err(fail("open xenbus"))?;
+    let dir = test_dir(&xs, "basic")?;
     xs.write(TxId::NONE, &format!("{dir}/a"), b"alpha")
         .map_err(fail("write"))?;
     xs.write(TxId::NONE, &format!("{dir}/b"), b"with\0nul")
@@ -625,8 +625,8 @@ fn xenstore_basic() -> TestResult {
 
 /// A watch fires for the path itself on registration and for a write below it.
 fn xenstore_watch() -> TestResult {
-    let mut xs = Xenbus::open().map_err(fail("open xenbus"))?;
-    let dir = test_dir(&mut xs, "watch")?;
+    let xs = Xenbus::open().map_err(fail("open xenbus"))?;
+    let dir = test_dir(&xs, "watch")?;
     xs.write(TxId::NONE, &dir, b"").map_err(fail("write"))?;
     xs.watch(&dir, "tok-1").map_err(fail("watch"))?;
     let t = Some(Duration::from_secs(10));
@@ -639,7 +639,7 @@ fn xenstore_watch() -> TestResult {
         "initial event {first:?}"
     );
     let key = format!("{dir}/changed");
-    let mut other = Xenbus::open().map_err(fail("open xenbus"))?;
+    let other = Xenbus::open().map_err(fail("open xenbus"))?;
     other.write(TxId::NONE, &key, b"1").map_err(fail("write"))?;
     let ev = xs
         .next_watch_event(t)
@@ -659,9 +659,9 @@ fn xenstore_watch() -> TestResult {
 /// A transaction that read a node another writer changed fails to commit with EAGAIN; the
 /// retry commits.
 fn xenstore_transaction_conflict() -> TestResult {
-    let mut xs = Xenbus::open().map_err(fail("open xenbus"))?;
-    let mut other = Xenbus::open().map_err(fail("open xenbus"))?;
-    let dir = test_dir(&mut xs, "tx")?;
+    let xs = Xenbus::open().map_err(fail("open xenbus"))?;
+    let other = Xenbus::open().map_err(fail("open xenbus"))?;
+    let dir = test_dir(&xs, "tx")?;
     let key = format!("{dir}/counter");
     xs.write(TxId::NONE, &key, b"0").map_err(fail("write"))?;
 
