@@ -142,6 +142,15 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+    /// A xenstore request that the wire protocol cannot carry (an empty or over-long path, a
+    /// payload over `XENSTORE_PAYLOAD_MAX`, a token with a NUL); nothing was sent.
+    #[error("xenbus {call}: invalid argument: {error}")]
+    BadRequest {
+        /// The request (`XS_WRITE`).
+        call: &'static str,
+        /// What is wrong with it.
+        error: CodecError,
+    },
     /// Xenstore answered a request with an error (`XS_ERROR`).
     #[error("xenbus {call}: xenstore error {errno}")]
     Xenstore {
@@ -191,6 +200,43 @@ impl Error {
         )
     }
 
+    /// The error as [`xen_xenbus::Xenstore`] reports it (see the table on [`crate::Xenbus`]'s
+    /// implementation of that trait): xenstored's error strings keep their name, kernel
+    /// errnos keep theirs where the trait has it, everything that means "the connection or
+    /// the daemon failed" is `EIO`.
+    pub fn xenstore_errno(&self) -> xen_xenbus::Errno {
+        use xen_xenbus::Errno as X;
+        match self {
+            Error::Xenstore { errno, .. } => X::from_wire(errno.name().as_bytes()),
+            Error::Kernel { errno, .. } => match errno.0 {
+                libc::EINVAL => X::Inval,
+                libc::EACCES => X::Acces,
+                libc::EEXIST => X::Exist,
+                libc::EISDIR => X::IsDir,
+                // The xenbus device's answer to a request in an unknown transaction.
+                libc::ENOENT | libc::ESRCH => X::NoEnt,
+                libc::ENOMEM => X::NoMem,
+                libc::ENOSPC => X::NoSpc,
+                libc::ENOTEMPTY => X::NotEmpty,
+                libc::ENOSYS => X::NoSys,
+                libc::EROFS => X::RoFs,
+                libc::EBUSY => X::Busy,
+                libc::EISCONN => X::IsConn,
+                libc::E2BIG | libc::EFBIG => X::TooBig,
+                libc::EPERM => X::Perm,
+                // EIO, EPIPE (the stream ended), EFAULT, and EAGAIN: a kernel EAGAIN is not a
+                // transaction conflict and must not make `transact` retry.
+                _ => X::Io,
+            },
+            Error::BadRequest { error, .. } => match error {
+                CodecError::PathTooLong { .. } | CodecError::PayloadTooLong { .. } => X::TooBig,
+                _ => X::Inval,
+            },
+            Error::InvalidArgument { .. } => X::Inval,
+            Error::DeviceAbsent { .. } | Error::Timeout { .. } | Error::Protocol { .. } => X::Io,
+        }
+    }
+
     /// Maps a failed `open` of `device`: a missing node means "not a Xen domain".
     pub(crate) fn open(device: Device, e: &std::io::Error) -> Error {
         let errno = Errno(e.raw_os_error().unwrap_or(0));
@@ -238,7 +284,7 @@ impl From<Error> for GrantError {
                 call,
             },
             Error::Timeout { .. } => GrantError::Platform("timed out"),
-            Error::Xenstore { .. } | Error::Protocol { .. } => {
+            Error::Xenstore { .. } | Error::Protocol { .. } | Error::BadRequest { .. } => {
                 GrantError::Platform("xenstore failed")
             }
         }
@@ -311,6 +357,47 @@ mod tests {
                 call: "SET_UNMAP_NOTIFY"
             }
         );
+    }
+
+    #[test]
+    fn xenstore_errors_map_to_the_trait_errno_by_name() {
+        use xen_xenbus::Errno as X;
+        for e in XsErrno::ALL {
+            let got = Error::Xenstore {
+                call: "XS_READ",
+                errno: e,
+            }
+            .xenstore_errno();
+            assert_eq!(got.name(), e.name(), "{e}");
+        }
+        let k = |n| Error::kernel(Device::Xenbus, "write")(Errno(n)).xenstore_errno();
+        assert_eq!(k(libc::ESRCH), X::NoEnt, "unknown transaction");
+        assert_eq!(k(libc::EINVAL), X::Inval);
+        assert_eq!(k(libc::E2BIG), X::TooBig);
+        assert_eq!(k(libc::EFBIG), X::TooBig);
+        assert_eq!(k(libc::EPIPE), X::Io);
+        assert_eq!(k(libc::EAGAIN), X::Io, "never a transaction conflict");
+        let bad = |error| {
+            Error::BadRequest {
+                call: "XS_WRITE",
+                error,
+            }
+            .xenstore_errno()
+        };
+        assert_eq!(bad(CodecError::PayloadTooLong { len: 5000 }), X::TooBig);
+        assert_eq!(bad(CodecError::PathTooLong { len: 9, max: 1 }), X::TooBig);
+        assert_eq!(bad(CodecError::BadPath), X::Inval);
+        let t = Error::Timeout {
+            device: Device::Xenbus,
+            call: "XS_READ",
+            seconds: 1,
+        };
+        assert_eq!(t.xenstore_errno(), X::Io);
+        let p = Error::Protocol {
+            call: "XS_READ",
+            error: CodecError::NotOk,
+        };
+        assert_eq!(p.xenstore_errno(), X::Io);
     }
 
     #[test]

@@ -4,14 +4,39 @@
 //! |---|---|---|
 //! | `/dev/xen/gntalloc` | [`Gntalloc`] | the [`Grantor`](xen_gnttab::Grantor): grants pages to other domains |
 //! | `/dev/xen/gntdev` | [`Gntdev`] | the [`ForeignMapper`](xen_gnttab::ForeignMapper): maps and copies other domains' grants |
-//! | `/dev/xen/evtchn` | [`Evtchn`] | event channels: bind, notify, wait, unmask, unbind |
-//! | `/dev/xen/xenbus` | [`Xenbus`] | xenstore: read, write, rm, directory, watches, transactions |
+//! | `/dev/xen/evtchn` | [`Evtchn`] | event channels: bind, notify, wait, unmask, unbind; [`EventChannels`](xen_xenbus::EventChannels) |
+//! | `/dev/xen/xenbus` | [`Xenbus`] | xenstore: read, write, rm, directory, permissions, watches, transactions; [`Xenstore`](xen_xenbus::Xenstore) |
 //!
 //! No libxen library is used: the devices are driven with their ioctls, whose structures are
 //! checked against Xen's headers by `cargo xtask abi`, and xenstore with the wire codec of
 //! [`xs_wire`]. Every kernel failure is an [`Error`] that names the device and the call
 //! (`gntdev MAP_GRANT_REF: EINVAL`); outside a Xen domain the constructors fail with
 //! [`Error::DeviceAbsent`].
+//!
+//! # The `xen-xenbus` traits
+//!
+//! [`Xenbus`] implements [`xen_xenbus::Xenstore`] and [`Evtchn`] implements
+//! [`xen_xenbus::EventChannels`], so drivers and the generic XenbusState handshake
+//! ([`xen_xenbus::Frontend`], [`xen_xenbus::Backend`]) run here unchanged:
+//!
+//! | trait call | on Linux |
+//! |---|---|
+//! | `Xenstore::read`, `write`, `mkdir`, `rm`, `directory`, `get_perms`, `set_perms`, `transaction_start`/`end`, `watch`, `unwatch` | one `xsd_sockmsg` request written to `/dev/xen/xenbus` ([`xs_wire`]), its reply read back; watch events arriving meanwhile are queued apart from replies |
+//! | `Xenstore::poll_watch`, `wait_watch` | the queue, then `poll(2)` on the fd with the timeout |
+//! | `Xenstore::now` | `CLOCK_MONOTONIC` ([`std::time::Instant`]) |
+//! | `Xenstore::domid` | the `domid` node, read once ([`Xenbus::own_domid`], [`Xenbus::set_domid`]) |
+//! | `EventChannels::alloc_unbound`, `bind_interdomain`, `notify`, `unbind` | `IOCTL_EVTCHN_BIND_UNBOUND_PORT`, `BIND_INTERDOMAIN`, `NOTIFY`, `UNBIND` |
+//! | `EventChannels::poll`, `wait` | `read()` of fired ports (non-blocking fd; extra ports queued in the handle), `poll(2)` with the timeout |
+//! | `EventChannels::unmask` | `write()` of the port: the kernel masks a port when it fires, the trait's contract |
+//!
+//! Errors keep their meaning: xenstored's error strings become the trait's
+//! [`Errno`](xen_xenbus::Errno) of the same name (`"EAGAIN"` makes
+//! [`transact`](xen_xenbus::transact) retry); kernel errnos map by name, except that the
+//! device's `ESRCH` (unknown transaction) is `ENOENT` and a kernel `EAGAIN` is `EIO`, never a
+//! transaction conflict; timeouts and protocol violations are `EIO`
+//! ([`Error::xenstore_errno`]). Event-channel errnos become the typed
+//! [`EvtchnError`](xen_xenbus::EvtchnError) cases, or `EvtchnError::Os` with call and errno
+//! (see the table on [`Evtchn`]'s implementation).
 //!
 //! # Granting on Linux
 //!

@@ -438,7 +438,8 @@ pub fn evtchn_notify(file: &File, port: u32) -> Result<(), Errno> {
 pub fn poll_readable(file: &File, timeout: Option<Duration>) -> Result<bool, Errno> {
     let ms = match timeout {
         None => -1,
-        Some(t) => i32::try_from(t.as_millis()).unwrap_or(i32::MAX),
+        // Rounded up: a wait must not end before its deadline.
+        Some(t) => i32::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX),
     };
     let mut pfd = libc::pollfd {
         fd: file.as_raw_fd(),

@@ -332,6 +332,9 @@ pub enum CodecError {
     /// A watch event that is not `path\0token\0`.
     #[error("malformed watch event")]
     BadWatchEvent,
+    /// A permission list that is not `<r|w|b|n><domid>\0`...
+    #[error("malformed permission list")]
+    BadPerms,
 }
 
 /// A request, borrowing its strings.
@@ -390,6 +393,34 @@ pub enum Request<'a> {
         /// The domain.
         domid: u16,
     },
+    /// `XS_GET_PERMS path`.
+    GetPerms {
+        /// The node.
+        path: &'a str,
+    },
+    /// `XS_SET_PERMS path perms`.
+    SetPerms {
+        /// The node.
+        path: &'a str,
+        /// The permission list in its wire form: one `<r|w|b|n><domid>\0` entry each, owner
+        /// first (`xen_xenbus::Perms::to_wire`). Checked by [`check_perms`] before sending.
+        perms: &'a [u8],
+    },
+}
+
+/// Checks an `XS_SET_PERMS` list: at least one entry, each a permission letter, a decimal
+/// domain id and a NUL.
+pub fn check_perms(perms: &[u8]) -> Result<(), CodecError> {
+    let body = perms.strip_suffix(b"\0").ok_or(CodecError::BadPerms)?;
+    for entry in body.split(|b| *b == 0) {
+        let ok = matches!(entry.first(), Some(b'r' | b'w' | b'b' | b'n'))
+            && (2..=6).contains(&entry.len())
+            && entry[1..].iter().all(u8::is_ascii_digit);
+        if !ok {
+            return Err(CodecError::BadPerms);
+        }
+    }
+    Ok(())
 }
 
 /// Checks a path for xenstore's rules.
@@ -433,6 +464,8 @@ impl Request<'_> {
             Request::TransactionStart => XsType::TransactionStart,
             Request::TransactionEnd { .. } => XsType::TransactionEnd,
             Request::GetDomainPath { .. } => XsType::GetDomainPath,
+            Request::GetPerms { .. } => XsType::GetPerms,
+            Request::SetPerms { .. } => XsType::SetPerms,
         }
     }
 
@@ -447,7 +480,8 @@ impl Request<'_> {
             Request::Read { path }
             | Request::Mkdir { path }
             | Request::Rm { path }
-            | Request::Directory { path } => {
+            | Request::Directory { path }
+            | Request::GetPerms { path } => {
                 check_path(path)?;
                 string(path.as_bytes());
             }
@@ -466,6 +500,12 @@ impl Request<'_> {
             Request::TransactionStart => string(b""),
             Request::TransactionEnd { commit } => string(if commit { b"T" } else { b"F" }),
             Request::GetDomainPath { domid } => string(domid.to_string().as_bytes()),
+            Request::SetPerms { path, perms } => {
+                check_path(path)?;
+                check_perms(perms)?;
+                string(path.as_bytes());
+                payload.extend_from_slice(perms);
+            }
         }
         if payload.len() > PAYLOAD_MAX {
             return Err(CodecError::PayloadTooLong {
@@ -550,6 +590,9 @@ pub enum Reply {
     TxId(u32),
     /// A path (get domain path).
     Path(String),
+    /// A permission list in its wire form (get perms), checked by [`check_perms`]; parse it
+    /// with `xen_xenbus::Perms::from_wire`.
+    Perms(Vec<u8>),
 }
 
 /// The string `s` up to a final NUL, which must be there.
@@ -619,6 +662,10 @@ pub fn parse_reply(
             Reply::TxId(id)
         }
         XsType::GetDomainPath => Reply::Path(text(terminated(p)?)?),
+        XsType::GetPerms => {
+            check_perms(p)?;
+            Reply::Perms(p.to_vec())
+        }
         _ => {
             if p == b"OK\0" || p == b"OK" {
                 Reply::Ok
@@ -703,6 +750,50 @@ mod tests {
         assert_eq!((m[0], m[8], &m[16..]), (7, 9, &b"F\0"[..]));
         let m = Request::GetDomainPath { domid: 12 }.encode(2, 0).unwrap();
         assert_eq!(&m[16..], b"12\0");
+        let m = Request::GetPerms { path: "/p" }.encode(3, 0).unwrap();
+        assert_eq!((m[0], &m[16..]), (3, &b"/p\0"[..]));
+        let m = Request::SetPerms {
+            path: "/p",
+            perms: b"n3\0r0\0",
+        }
+        .encode(4, 5)
+        .unwrap();
+        assert_eq!((m[0], m[8], &m[16..]), (14, 5, &b"/p\0n3\0r0\0"[..]));
+    }
+
+    #[test]
+    fn permission_lists_are_checked_both_ways() {
+        for good in [&b"n0\0"[..], b"b32767\0", b"r1\0w2\0n3\0"] {
+            assert_eq!(check_perms(good), Ok(()), "{good:?}");
+        }
+        for bad in [
+            &b""[..],
+            b"\0",
+            b"n0",
+            b"x0\0",
+            b"r\0",
+            b"r1a\0",
+            b"r1\0\0",
+            b"r1234567\0",
+        ] {
+            assert_eq!(check_perms(bad), Err(CodecError::BadPerms), "{bad:?}");
+            assert_eq!(
+                Request::SetPerms {
+                    path: "/p",
+                    perms: bad
+                }
+                .encode(1, 0),
+                Err(CodecError::BadPerms)
+            );
+            assert_eq!(
+                parse_reply(XsType::GetPerms, 1, &msg(3, 1, bad)),
+                Err(CodecError::BadPerms)
+            );
+        }
+        assert_eq!(
+            parse_reply(XsType::GetPerms, 1, &msg(3, 1, b"n1\0r0\0")),
+            Ok(Ok(Reply::Perms(b"n1\0r0\0".to_vec())))
+        );
     }
 
     #[test]

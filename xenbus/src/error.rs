@@ -286,4 +286,17 @@ pub enum EvtchnError {
     /// The platform's device or connection failed.
     #[error("event-channel device error: {0}")]
     Platform(&'static str),
+    /// A call into the platform's kernel interface failed with an errno that none of the
+    /// cases above describes (on Linux: an `ioctl`, `read` or `write` of `/dev/xen/evtchn`).
+    #[error("{device} {call}: {name} ({errno})")]
+    Os {
+        /// The device or interface (`evtchn`).
+        device: &'static str,
+        /// The call (`BIND_INTERDOMAIN`, `read`).
+        call: &'static str,
+        /// The OS error number.
+        errno: i32,
+        /// Its symbolic name (`EINVAL`), or `"errno"` when the platform does not know it.
+        name: &'static str,
+    },
 }

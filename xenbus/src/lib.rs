@@ -40,7 +40,8 @@
 //!   `UNBIND`; `read()` of `u32` ports is [`EventChannels::poll`] (non-blocking fd) or
 //!   [`EventChannels::wait`] (`poll(2)` with the timeout), and writing a port back is
 //!   [`EventChannels::unmask`]: the kernel masks a port when it fires, exactly the contract
-//!   here.
+//!   here. `xen-linux`'s `Xenbus` and `Evtchn` implement both traits this way, and
+//!   `cargo xtask realxen` runs the handshake over them on real Xen.
 //! * **Unikernel (hypercalls)**: [`Xenstore`] speaks the same `xsd_sockmsg` protocol over the
 //!   xenstore shared ring (`xenstore_domain_interface`, the page and event channel from
 //!   `start_info`), demultiplexing replies by `req_id` and watch events by token; waits

@@ -6,6 +6,8 @@ use std::time::Duration;
 pub const READY: &str = "REALXEN-READY";
 /// Printed by the interop binary after its last test.
 pub const DONE: &str = "REALXEN-DONE";
+/// Prefix of a figure a test reports (shown on the host, not parsed).
+pub const INFO: &str = "REALXEN-INFO ";
 /// Prefix of one test's result line.
 pub const TEST: &str = "REALXEN-TEST ";
 

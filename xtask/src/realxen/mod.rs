@@ -543,7 +543,10 @@ fn boot(
                 let at = start.elapsed();
                 let _ = writeln!(logf, "[{:8.2}] {line}", at.as_secs_f64());
                 outcome.feed(&line, at);
-                if line.contains(console::TEST) || line.contains(console::DONE) {
+                if line.contains(console::TEST)
+                    || line.contains(console::DONE)
+                    || line.contains(console::INFO)
+                {
                     println!("realxen: [{:6.1}s] {line}", at.as_secs_f64());
                 }
             }
