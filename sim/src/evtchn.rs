@@ -272,6 +272,16 @@ impl Hub {
                 rport: lp,
             };
         }
+        // Xen's evtchn_bind_interdomain marks the new local port pending, so the binder's
+        // first event can carry no work: drivers must treat events as hints (seen on real Xen).
+        let fire = inner
+            .doms
+            .get(&d.0)
+            .is_some_and(|dom| dom.word(lp).raise() == Delivery::Fire);
+        if fire && inner.queue(d, lp) {
+            drop(inner);
+            self.fired.notify_all();
+        }
         Ok(Port(lp))
     }
 
