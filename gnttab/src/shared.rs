@@ -527,124 +527,104 @@ impl<'a> SharedMem<'a, Writable> {
     }
 }
 
-/// A plain word the volatile copies move in one access: `u32`, `u64`, and on x86-64 the
-/// 16-byte SSE2 vector (part of the x86-64 baseline), which is what C compilers use for struct
-/// copies.
+/// A plain word the volatile copies move in one access: `u16`, `u32`, `u64`, and on x86-64
+/// the 16-byte SSE2 vector (part of the x86-64 baseline), which is what C compilers use for
+/// struct copies.
 ///
 /// # Safety
 ///
-/// Implementors are plain integers or integer vectors: every bit pattern is valid, they have
-/// no padding, and `align_of` equals `size_of`.
+/// Implementors are plain integers or integer vectors: every bit pattern is valid and they
+/// have no padding.
 #[cfg(not(loom))]
 unsafe trait Word: Copy {}
-// SAFETY: integers: every bit pattern valid, no padding, size = alignment.
+// SAFETY: integers: every bit pattern valid, no padding.
+#[cfg(not(loom))]
+unsafe impl Word for u16 {}
+// SAFETY: as for `u16`.
 #[cfg(not(loom))]
 unsafe impl Word for u32 {}
-// SAFETY: as for `u32`.
+// SAFETY: as for `u16`.
 #[cfg(not(loom))]
 unsafe impl Word for u64 {}
-// SAFETY: `__m128i` is 16 bytes of integer lanes, 16-aligned, every bit pattern valid.
+// SAFETY: `__m128i` is 16 bytes of integer lanes, every bit pattern valid, no padding.
 #[cfg(all(not(loom), target_arch = "x86_64"))]
 unsafe impl Word for core::arch::x86_64::__m128i {}
 
-/// Reads one word at `src + i` with a single volatile load and stores it into `dst[i..]`.
+/// A word at any address: `read_volatile`/`write_volatile` through a pointer to this type
+/// need no alignment, and the compiler emits one unaligned access of the word's size where
+/// the target has them (x86-64, AArch64: what a C compiler emits for a struct copy), or
+/// splits it into smaller accesses where it has not. Either way each byte is accessed once.
+#[cfg(not(loom))]
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+struct Unaligned<W: Word>(W);
+
+/// Reads the word at `src + i` with a single volatile load and stores it into `dst[i..]`.
 ///
 /// # Safety
 ///
-/// `src + i` must be aligned for `W` and valid for reads of `size_of::<W>()` bytes, and
+/// `src + i` must be valid for reads of `size_of::<W>()` bytes, and
 /// `i + size_of::<W>() <= dst.len()`.
 #[cfg(not(loom))]
 #[inline(always)]
 unsafe fn load_word<W: Word>(src: *const u8, dst: &mut [u8], i: usize) {
-    // SAFETY: aligned and in range (caller); `W` has no invalid bit patterns (`Word`).
-    let w = unsafe { src.add(i).cast::<W>().read_volatile() };
-    let d = &mut dst[i..i + core::mem::size_of::<W>()];
-    // SAFETY: `d` is private memory exactly `size_of::<W>()` bytes long (the slice above
-    // checked the range); an unaligned write needs no alignment.
-    unsafe { d.as_mut_ptr().cast::<W>().write_unaligned(w) };
+    // SAFETY: valid for reads (caller); `Unaligned<W>` has alignment 1; `W` has no invalid
+    // bit patterns (`Word`).
+    let w = unsafe { src.add(i).cast::<Unaligned<W>>().read_volatile() };
+    debug_assert!(i + core::mem::size_of::<W>() <= dst.len());
+    // SAFETY: `dst[i..i + size_of::<W>()]` is private memory inside `dst` (caller); an
+    // unaligned write needs no alignment.
+    unsafe { dst.as_mut_ptr().add(i).cast::<W>().write_unaligned(w.0) };
 }
 
-/// Takes one word from `src[i..]` and writes it to `dst + i` with a single volatile store.
+/// Takes the word at `src[i..]` and writes it to `dst + i` with a single volatile store.
 ///
 /// # Safety
 ///
-/// `dst + i` must be aligned for `W` and valid for writes of `size_of::<W>()` bytes, and
+/// `dst + i` must be valid for writes of `size_of::<W>()` bytes, and
 /// `i + size_of::<W>() <= src.len()`.
 #[cfg(not(loom))]
 #[inline(always)]
 unsafe fn store_word<W: Word>(src: &[u8], dst: *mut u8, i: usize) {
-    let s = &src[i..i + core::mem::size_of::<W>()];
-    // SAFETY: `s` is private memory exactly `size_of::<W>()` bytes long; any bytes make a
-    // valid `W` (`Word`); an unaligned read needs no alignment.
-    let w = unsafe { s.as_ptr().cast::<W>().read_unaligned() };
-    // SAFETY: aligned, in range and writable (caller).
-    unsafe { dst.add(i).cast::<W>().write_volatile(w) };
+    debug_assert!(i + core::mem::size_of::<W>() <= src.len());
+    // SAFETY: `src[i..i + size_of::<W>()]` is private memory inside `src` (caller); any
+    // bytes make a valid `W` (`Word`); an unaligned read needs no alignment.
+    let w = unsafe { src.as_ptr().add(i).cast::<W>().read_unaligned() };
+    // SAFETY: valid for writes (caller); `Unaligned<W>` has alignment 1.
+    unsafe { dst.add(i).cast::<Unaligned<W>>().write_volatile(Unaligned(w)) };
 }
 
-/// How a word-aligned volatile copy of `n` bytes at `addr` proceeds: calls `word(size, i)` for
-/// each access, in order, covering `[0, n)` exactly once with naturally aligned accesses.
+/// How a volatile copy of `n` bytes proceeds: calls `word(size, i)` for each access, in
+/// order, covering `[0, n)` exactly once: 16-byte vectors (x86-64), then `u64`s, then at most
+/// one `u32`, one `u16` and one byte.
 ///
-/// Requires `addr % 4 == 0` and `n % 4 == 0`. One `u32` to reach 8-alignment, on x86-64 one
-/// `u64` to reach 16-alignment and then 16-byte vectors, then `u64`s, then a last `u32`: a
-/// 12-byte netif slot is two accesses, a 4-byte response one, a 16-aligned 112-byte blkif slot
-/// seven (as a C compiler copies those structs).
-///
-/// The match on `addr % 16` makes the plan a constant in each arm, so with `n` known (an entry
-/// size) the compiler unrolls each copy into straight-line loads or stores.
+/// The plan depends on `n` only, never on the address (the words may be unaligned), so for a
+/// wire struct, whose size is a constant, the compiler unrolls the copy into straight-line
+/// loads or stores with no branch: a 12-byte netif slot is a `u64` and a `u32`, a 4-byte
+/// response one `u32`, a 112-byte blkif slot seven vectors (as a C compiler copies them).
 #[cfg(not(loom))]
 #[inline(always)]
-fn word_plan(addr: usize, n: usize, word: impl FnMut(usize, usize)) {
-    if n < 16 || cfg!(not(target_arch = "x86_64")) {
-        // No 16-byte word fits: only the 8-byte phase matters (two plans, not four).
-        return match addr % 8 {
-            0 => word_plan_from::<0>(n, word),
-            _ => word_plan_from::<4>(n, word),
-        };
-    }
-    match addr % 16 {
-        0 => word_plan_from::<0>(n, word),
-        4 => word_plan_from::<4>(n, word),
-        8 => word_plan_from::<8>(n, word),
-        _ => word_plan_from::<12>(n, word),
-    }
-}
-
-/// [`word_plan`] for an address that is `MIS` bytes past a 16-byte boundary.
-#[cfg(not(loom))]
-#[inline(always)]
-fn word_plan_from<const MIS: usize>(n: usize, mut word: impl FnMut(usize, usize)) {
+fn word_plan(n: usize, mut word: impl FnMut(usize, usize)) {
     let mut i = 0;
-    if MIS % 8 != 0 && n >= 4 {
-        word(4, 0);
-        i = 4;
-    }
     #[cfg(target_arch = "x86_64")]
-    if n >= 16 {
-        if (MIS + i) % 16 != 0 && i + 8 <= n {
-            word(8, i);
-            i += 8;
-        }
-        while i + 16 <= n {
-            word(16, i);
-            i += 16;
-        }
+    while i + 16 <= n {
+        word(16, i);
+        i += 16;
     }
     while i + 8 <= n {
         word(8, i);
         i += 8;
     }
-    if i < n {
-        // `n - i` is 4: both are multiples of 4 and fewer than 8 bytes are left.
-        word(4, i);
+    for size in [4, 2, 1] {
+        if i + size <= n {
+            word(size, i);
+            i += size;
+        }
     }
 }
 
-/// Volatile copy from shared memory into private memory, each shared byte read exactly once.
-///
-/// Ring entries and wire structs are whole 4-byte words at 4-aligned offsets (netif's 12-byte
-/// and blkif's 112-byte slots, their responses, grant entries): when the address and length
-/// are both multiples of 4 the copy goes in the widest naturally aligned words
-/// ([`word_plan`]). Any other shape goes bytes until 8-aligned, `u64`s, then bytes.
+/// Volatile copy from shared memory into private memory, each shared byte read exactly once,
+/// in whole words ([`word_plan`]).
 ///
 /// # Safety
 ///
@@ -652,48 +632,27 @@ fn word_plan_from<const MIS: usize>(n: usize, mut word: impl FnMut(usize, usize)
 #[cfg(not(loom))]
 #[inline(always)]
 unsafe fn volatile_copy_in(src: *const u8, dst: &mut [u8]) {
-    let n = dst.len();
-    if (src as usize | n) % 4 == 0 {
-        word_plan(src as usize, n, |size, i| match size {
-            4 => {
-                // SAFETY: `word_plan` gives naturally aligned words (`src` is 4-aligned)
-                // inside `[0, n)`, valid for reads (caller) and within `dst`.
-                unsafe { load_word::<u32>(src, dst, i) }
-            }
-            8 => {
-                // SAFETY: as for the `u32` words: aligned, in `[0, n)`.
-                unsafe { load_word::<u64>(src, dst, i) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            _ => {
-                // SAFETY: as for the `u32` words: aligned, in `[0, n)`.
-                unsafe { load_word::<core::arch::x86_64::__m128i>(src, dst, i) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => unreachable!("no 16-byte words off x86-64"),
-        });
-        return;
-    }
-    let mut i = 0;
-    while i < n && (src as usize + i) % 8 != 0 {
-        // SAFETY: `i < n`, within the caller's valid range.
-        dst[i] = unsafe { src.add(i).read_volatile() };
-        i += 1;
-    }
-    while i + 8 <= n {
-        // SAFETY: `src + i` is 8-aligned (loop above) and `i + 8 <= n` keeps it in range.
-        unsafe { load_word::<u64>(src, dst, i) };
-        i += 8;
-    }
-    while i < n {
-        // SAFETY: `i < n`, within the caller's valid range.
-        dst[i] = unsafe { src.add(i).read_volatile() };
-        i += 1;
-    }
+    // Every word `word_plan` gives lies inside `[0, dst.len())`: valid for reads (caller)
+    // and within `dst`, which is what each access below needs.
+    word_plan(dst.len(), |size, i| match size {
+        // SAFETY: in range (above).
+        1 => dst[i] = unsafe { src.add(i).read_volatile() },
+        // SAFETY: in range (above).
+        2 => unsafe { load_word::<u16>(src, dst, i) },
+        // SAFETY: in range (above).
+        4 => unsafe { load_word::<u32>(src, dst, i) },
+        // SAFETY: in range (above).
+        8 => unsafe { load_word::<u64>(src, dst, i) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: in range (above).
+        _ => unsafe { load_word::<core::arch::x86_64::__m128i>(src, dst, i) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("no 16-byte words off x86-64"),
+    });
 }
 
 /// Volatile copy into shared memory, the mirror of [`volatile_copy_in`] (each shared byte
-/// written exactly once, in whole aligned words when address and length are multiples of 4).
+/// written exactly once, in whole words).
 ///
 /// # Safety
 ///
@@ -701,44 +660,23 @@ unsafe fn volatile_copy_in(src: *const u8, dst: &mut [u8]) {
 #[cfg(not(loom))]
 #[inline(always)]
 unsafe fn volatile_copy_out(src: &[u8], dst: *mut u8) {
-    let n = src.len();
-    if (dst as usize | n) % 4 == 0 {
-        word_plan(dst as usize, n, |size, i| match size {
-            4 => {
-                // SAFETY: `word_plan` gives naturally aligned words (`dst` is 4-aligned)
-                // inside `[0, n)`, valid for writes (caller) and within `src`.
-                unsafe { store_word::<u32>(src, dst, i) }
-            }
-            8 => {
-                // SAFETY: as for the `u32` words: aligned, in `[0, n)`.
-                unsafe { store_word::<u64>(src, dst, i) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            _ => {
-                // SAFETY: as for the `u32` words: aligned, in `[0, n)`.
-                unsafe { store_word::<core::arch::x86_64::__m128i>(src, dst, i) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => unreachable!("no 16-byte words off x86-64"),
-        });
-        return;
-    }
-    let mut i = 0;
-    while i < n && (dst as usize + i) % 8 != 0 {
-        // SAFETY: `i < n`, within the caller's valid range.
-        unsafe { dst.add(i).write_volatile(src[i]) };
-        i += 1;
-    }
-    while i + 8 <= n {
-        // SAFETY: `dst + i` is 8-aligned (loop above) and `i + 8 <= n` keeps it in range.
-        unsafe { store_word::<u64>(src, dst, i) };
-        i += 8;
-    }
-    while i < n {
-        // SAFETY: `i < n`, within the caller's valid range.
-        unsafe { dst.add(i).write_volatile(src[i]) };
-        i += 1;
-    }
+    // Every word `word_plan` gives lies inside `[0, src.len())`: valid for writes (caller)
+    // and within `src`, which is what each access below needs.
+    word_plan(src.len(), |size, i| match size {
+        // SAFETY: in range (above).
+        1 => unsafe { dst.add(i).write_volatile(src[i]) },
+        // SAFETY: in range (above).
+        2 => unsafe { store_word::<u16>(src, dst, i) },
+        // SAFETY: in range (above).
+        4 => unsafe { store_word::<u32>(src, dst, i) },
+        // SAFETY: in range (above).
+        8 => unsafe { store_word::<u64>(src, dst, i) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: in range (above).
+        _ => unsafe { store_word::<core::arch::x86_64::__m128i>(src, dst, i) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("no 16-byte words off x86-64"),
+    });
 }
 
 /// An owned, zero-initialised, page-aligned allocation meant to be shared: page memory,
