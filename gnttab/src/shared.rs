@@ -527,6 +527,119 @@ impl<'a> SharedMem<'a, Writable> {
     }
 }
 
+/// The shape of an array of equal slots in shared memory (a ring's entries): the distance
+/// between two slots, a compile-time constant so that slot copies are unrolled.
+pub trait SlotLayout {
+    /// Bytes from one slot to the next (and the most a slot access may copy). Not zero.
+    const STRIDE: usize;
+}
+
+/// A view of a power-of-two number of slots of [`SlotLayout::STRIDE`] bytes each, checked
+/// to lie inside its [`SharedMem`] once, when it is made ([`SharedMem::slots`]).
+///
+/// Slots are named by a free-running `u32` index (a ring index) reduced modulo the number of
+/// slots (`index & mask`, as `ring.h`'s `MASK_RING_IDX`), so every index names a slot inside
+/// the view: accesses need no bounds check. A value copied in or out may be at most a slot
+/// long (checked at compile time). Copies are volatile, each byte once, as
+/// [`SharedMem::read_bytes`].
+pub struct SharedSlots<'a, L: SlotLayout, A: Access = Writable> {
+    mem: SharedMem<'a, A>,
+    mask: u32,
+    _layout: PhantomData<fn() -> L>,
+}
+
+impl<L: SlotLayout, A: Access> Clone for SharedSlots<'_, L, A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<L: SlotLayout, A: Access> Copy for SharedSlots<'_, L, A> {}
+
+impl<L: SlotLayout, A: Access> core::fmt::Debug for SharedSlots<'_, L, A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SharedSlots")
+            .field("count", &self.count())
+            .field("stride", &L::STRIDE)
+            .finish()
+    }
+}
+
+impl<'a, A: Access> SharedMem<'a, A> {
+    /// The `count` slots of layout `L` starting at `off`, or `None` if `count` is not a power
+    /// of two, the stride is zero, or they do not fit in this view.
+    #[inline]
+    pub fn slots<L: SlotLayout>(&self, off: usize, count: u32) -> Option<SharedSlots<'a, L, A>> {
+        if !count.is_power_of_two() || L::STRIDE == 0 {
+            return None;
+        }
+        let bytes = (count as usize).checked_mul(L::STRIDE)?;
+        Some(SharedSlots {
+            mem: self.get(off, bytes)?,
+            mask: count - 1,
+            _layout: PhantomData,
+        })
+    }
+}
+
+impl<'a, L: SlotLayout, A: Access> SharedSlots<'a, L, A> {
+    /// The number of slots (a power of two).
+    #[inline]
+    pub fn count(&self) -> u32 {
+        self.mask + 1
+    }
+
+    /// Byte offset (in the view) of the slot `index` names, and a proof-carrying comment:
+    /// `(index & mask) * STRIDE + STRIDE <= count * STRIDE <= mem.len` (checked in `slots`).
+    #[inline(always)]
+    fn offset(&self, index: u32) -> usize {
+        (index & self.mask) as usize * L::STRIDE
+    }
+
+    /// Copies a `T` out of the start of slot `index mod count` (once, volatile).
+    #[inline(always)]
+    pub fn read<T: FromBytes + IntoBytes>(&self, index: u32) -> T {
+        const {
+            assert!(
+                core::mem::size_of::<T>() <= L::STRIDE,
+                "value larger than a slot"
+            )
+        };
+        let mut v = T::new_zeroed();
+        let off = self.offset(index);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: `off + size_of::<T>() <= off + STRIDE <= mem.len` (`offset`, and the
+            // compile-time check above), so the range is inside the view; `v` is private
+            // memory and cannot overlap it.
+            unsafe { volatile_copy_in(self.mem.at(off), v.as_mut_bytes()) }
+        }
+        #[cfg(loom)]
+        self.mem.read_bytes(off, v.as_mut_bytes());
+        v
+    }
+}
+
+impl<'a, L: SlotLayout> SharedSlots<'a, L, Writable> {
+    /// Copies `v` into the start of slot `index mod count` (once, volatile).
+    #[inline(always)]
+    pub fn write<T: IntoBytes + Immutable>(&self, index: u32, v: &T) {
+        const {
+            assert!(
+                core::mem::size_of::<T>() <= L::STRIDE,
+                "value larger than a slot"
+            )
+        };
+        let off = self.offset(index);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in the view, as in `read`; writable (`A = Writable`); `v` is private.
+            unsafe { volatile_copy_out(v.as_bytes(), self.mem.at(off)) }
+        }
+        #[cfg(loom)]
+        self.mem.write_bytes(off, v.as_bytes());
+    }
+}
+
 /// A plain word the volatile copies move in one access: `u16`, `u32`, `u64`, and on x86-64
 /// the 16-byte SSE2 vector (part of the x86-64 baseline), which is what C compilers use for
 /// struct copies.
@@ -591,7 +704,11 @@ unsafe fn store_word<W: Word>(src: &[u8], dst: *mut u8, i: usize) {
     // bytes make a valid `W` (`Word`); an unaligned read needs no alignment.
     let w = unsafe { src.as_ptr().add(i).cast::<W>().read_unaligned() };
     // SAFETY: valid for writes (caller); `Unaligned<W>` has alignment 1.
-    unsafe { dst.add(i).cast::<Unaligned<W>>().write_volatile(Unaligned(w)) };
+    unsafe {
+        dst.add(i)
+            .cast::<Unaligned<W>>()
+            .write_volatile(Unaligned(w))
+    };
 }
 
 /// How a volatile copy of `n` bytes proceeds: calls `word(size, i)` for each access, in
@@ -830,6 +947,42 @@ mod tests {
                 m.read_bytes(off, &mut back);
                 assert_eq!(back, src, "read {off}+{len}");
             }
+        }
+    }
+
+    /// Slot views: checked once when made (power of two, inside the view), then every `u32`
+    /// index names a slot inside them (modulo the count), copies go exactly to that slot.
+    #[test]
+    fn slots_are_checked_once_and_wrap_by_mask() {
+        struct Twelve;
+        impl SlotLayout for Twelve {
+            const STRIDE: usize = 12;
+        }
+        let r = SharedRegion::new_zeroed(128);
+        let m = r.mem();
+        assert!(m.slots::<Twelve>(64, 3).is_none(), "not a power of two");
+        assert!(m.slots::<Twelve>(0, 0).is_none());
+        assert!(m.slots::<Twelve>(40, 8).is_none(), "40 + 96 > 128");
+        assert!(m.slots::<Twelve>(usize::MAX, 1).is_none());
+        let s = m.slots::<Twelve>(32, 8).unwrap();
+        assert_eq!(s.count(), 8);
+        m.fill(0, 128, 0xee);
+        for i in 0..8u32 {
+            // Indices far apart name the same slot modulo 8, across the u32 wrap.
+            s.write(i.wrapping_sub(8 * 1000), &[i as u8 + 1; 12]);
+        }
+        s.write(u32::MAX, &[0x77u8; 4]); // slot 7, first 4 bytes only
+        let mut all = [0u8; 128];
+        m.read_bytes(0, &mut all);
+        assert!(all[..32].iter().all(|&b| b == 0xee));
+        for i in 0..8 {
+            let want = if i == 7 { 8 } else { i as u8 + 1 };
+            let slot = &all[32 + 12 * i..32 + 12 * (i + 1)];
+            let head = if i == 7 { 0x77 } else { want };
+            assert!(slot[..4].iter().all(|&b| b == head), "slot {i}");
+            assert!(slot[4..].iter().all(|&b| b == want), "slot {i}");
+            let v: [u8; 12] = s.read(i as u32 + 8);
+            assert_eq!(&v[..], slot);
         }
     }
 
