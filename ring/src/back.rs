@@ -198,15 +198,31 @@ impl<P: Protocol, M: RingMemory> BackRing<P, M> {
     ) -> Result<u32, RingError> {
         self.check()?;
         let n = self.refresh()?.min(max);
-        let entries = Entries::<P, M>::new(&self.mem, self.size());
-        for _ in 0..n {
-            let req: P::Request = entries.read(self.req_cons);
-            self.req_cons = self.req_cons.wrapping_add(1);
-            let rsp = f(req);
-            // A response slot is never past the request just consumed: no unconsumed request
-            // is overwritten.
-            entries.write(self.rsp_prod_pvt, &rsp);
-            self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
+        let BackRing {
+            mem,
+            mask,
+            req_cons,
+            rsp_prod_pvt,
+            ..
+        } = self;
+        // One loop per kind of memory, so the choice is made once per batch.
+        match Entries::<P, M>::new(mem, *mask + 1) {
+            Entries::Flat(slots) => answer::<P>(
+                n,
+                |i| slots.read(i),
+                |i, rsp: &P::Response| slots.write(i, rsp),
+                req_cons,
+                rsp_prod_pvt,
+                &mut f,
+            ),
+            paged => answer::<P>(
+                n,
+                |i| paged.read(i),
+                |i, rsp: &P::Response| paged.write(i, rsp),
+                req_cons,
+                rsp_prod_pvt,
+                &mut f,
+            ),
         }
         Ok(n)
     }
@@ -239,5 +255,32 @@ impl<P: Protocol, M: RingMemory> BackRing<P, M> {
         let event = h.load_u32(RSP_EVENT, Ordering::Relaxed);
         self.rsp_published = new;
         Ok(Notify(new.wrapping_sub(event) < new.wrapping_sub(old)))
+    }
+}
+
+/// The loop of [`BackRing::answer_requests`] over `n` published requests.
+///
+/// Indices advance in locals and are stored before `f` runs, so a panic in `f` leaves the
+/// ring consistent (the request consumed, no response written for it).
+#[inline(always)]
+fn answer<P: Protocol>(
+    n: u32,
+    read: impl Fn(u32) -> P::Request,
+    write: impl Fn(u32, &P::Response),
+    req_cons: &mut u32,
+    rsp_prod_pvt: &mut u32,
+    f: &mut impl FnMut(P::Request) -> P::Response,
+) {
+    let (mut cons, mut prod) = (*req_cons, *rsp_prod_pvt);
+    for _ in 0..n {
+        let req = read(cons);
+        cons = cons.wrapping_add(1);
+        *req_cons = cons;
+        let rsp = f(req);
+        // A response slot is never past the request just consumed: no unconsumed request
+        // is overwritten.
+        write(prod, &rsp);
+        prod = prod.wrapping_add(1);
+        *rsp_prod_pvt = prod;
     }
 }

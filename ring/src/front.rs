@@ -338,20 +338,26 @@ impl<P: Protocol, M: RingMemory, T> FrontRing<P, M, T> {
     ) -> Result<u32, RingError> {
         self.check()?;
         let n = self.refresh()?.min(max);
-        let entries = Entries::<P, M>::new(&self.mem, self.size());
-        for _ in 0..n {
-            let rsp: P::Response = entries.read(self.rsp_cons);
-            self.rsp_cons = self.rsp_cons.wrapping_add(1);
-            let value = complete::<P, T>(
-                &mut self.in_flight,
-                &mut self.free,
-                &mut self.broken,
-                self.mask,
-                &rsp,
-            )?;
-            f(rsp, value);
+        let mask = self.mask;
+        let FrontRing {
+            mem,
+            rsp_cons,
+            in_flight,
+            free,
+            broken,
+            ..
+        } = self;
+        // One loop per kind of memory, so the choice is made once per batch.
+        match Entries::<P, M>::new(mem, mask + 1) {
+            Entries::Flat(slots) => {
+                let read = |i| slots.read(i);
+                consume::<P, T>(n, read, rsp_cons, in_flight, free, broken, mask, &mut f)
+            }
+            paged => {
+                let read = |i| paged.read(i);
+                consume::<P, T>(n, read, rsp_cons, in_flight, free, broken, mask, &mut f)
+            }
         }
-        Ok(n)
     }
 
     /// Submits up to `max` requests in one go, as many as there are free slots: for each,
@@ -371,21 +377,24 @@ impl<P: Protocol, M: RingMemory, T> FrontRing<P, M, T> {
     ) -> Result<u32, RingError> {
         self.check()?;
         let n = max.min(self.free_requests());
-        let entries = Entries::<P, M>::new(&self.mem, self.size());
-        for k in 0..n {
-            let (mut req, value) = make(k);
-            // Free IDs and free slots are counted alike: `n` IDs are free.
-            let Some(id) = self.free.pop() else {
-                return Ok(k);
-            };
-            P::set_request_id(&mut req, P::Id::from_index(id));
-            entries.write(self.req_prod_pvt, &req);
-            self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
-            if let Some(slot) = self.in_flight.get_mut(id as usize) {
-                *slot = Some(value);
+        let mask = self.mask;
+        let FrontRing {
+            mem,
+            req_prod_pvt,
+            in_flight,
+            free,
+            ..
+        } = self;
+        Ok(match Entries::<P, M>::new(mem, mask + 1) {
+            Entries::Flat(slots) => {
+                let write = |i, req: &P::Request| slots.write(i, req);
+                produce::<P, T>(n, write, req_prod_pvt, in_flight, free, &mut make)
             }
-        }
-        Ok(n)
+            paged => {
+                let write = |i, req: &P::Request| paged.write(i, req);
+                produce::<P, T>(n, write, req_prod_pvt, in_flight, free, &mut make)
+            }
+        })
     }
 
     /// Takes the ring apart: its memory and every value still in flight.
@@ -429,6 +438,62 @@ fn complete<P: Protocol, T>(
         }
         None => Err(break_ring(broken, Broken::IdNotInFlight { id })),
     }
+}
+
+/// The loop of [`FrontRing::poll_responses`], over `n` published responses read by `read`.
+///
+/// The consumer index is advanced in a local and stored before each response is handed
+/// to `f`, so a panic in `f` leaves the ring consistent.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn consume<P: Protocol, T>(
+    n: u32,
+    read: impl Fn(u32) -> P::Response,
+    rsp_cons: &mut u32,
+    in_flight: &mut [Option<T>],
+    free: &mut IdStack,
+    broken: &mut Option<Broken>,
+    mask: u32,
+    f: &mut impl FnMut(P::Response, T),
+) -> Result<u32, RingError> {
+    let mut cons = *rsp_cons;
+    for _ in 0..n {
+        let rsp = read(cons);
+        cons = cons.wrapping_add(1);
+        *rsp_cons = cons;
+        let value = complete::<P, T>(in_flight, free, broken, mask, &rsp)?;
+        f(rsp, value);
+    }
+    Ok(n)
+}
+
+/// The loop of [`FrontRing::submit_batch`]: `n` requests (with `n` IDs free), written by
+/// `write`. Returns how many were submitted.
+#[inline(always)]
+fn produce<P: Protocol, T>(
+    n: u32,
+    write: impl Fn(u32, &P::Request),
+    req_prod_pvt: &mut u32,
+    in_flight: &mut [Option<T>],
+    free: &mut IdStack,
+    make: &mut impl FnMut(u32) -> (P::Request, T),
+) -> u32 {
+    let mut prod = *req_prod_pvt;
+    for k in 0..n {
+        let (mut req, value) = make(k);
+        // Free IDs and free slots are counted alike: `n` IDs are free.
+        let Some(id) = free.pop() else {
+            return k;
+        };
+        P::set_request_id(&mut req, P::Id::from_index(id));
+        write(prod, &req);
+        prod = prod.wrapping_add(1);
+        *req_prod_pvt = prod;
+        if let Some(slot) = in_flight.get_mut(id as usize) {
+            *slot = Some(value);
+        }
+    }
+    n
 }
 
 /// An ID leased from a [`FrontRing`]'s allocator: the only way to submit a request.
