@@ -82,5 +82,5 @@ pub use grant::{
     StillInUse, Typestate,
 };
 pub use refs::{OwnedRef, RefAllocator};
-pub use shared::{SharedMem, SharedRegion};
+pub use shared::{SharedMem, SharedRegion, SharedSlots, SlotLayout};
 pub use table::{GrantTable, TableGrant, TablePlatform};

@@ -527,124 +527,221 @@ impl<'a> SharedMem<'a, Writable> {
     }
 }
 
-/// A plain word the volatile copies move in one access: `u32`, `u64`, and on x86-64 the
-/// 16-byte SSE2 vector (part of the x86-64 baseline), which is what C compilers use for struct
-/// copies.
+/// The shape of an array of equal slots in shared memory (a ring's entries): the distance
+/// between two slots, a compile-time constant so that slot copies are unrolled.
+pub trait SlotLayout {
+    /// Bytes from one slot to the next (and the most a slot access may copy). Not zero.
+    const STRIDE: usize;
+}
+
+/// A view of a power-of-two number of slots of [`SlotLayout::STRIDE`] bytes each, checked
+/// to lie inside its [`SharedMem`] once, when it is made ([`SharedMem::slots`]).
+///
+/// Slots are named by a free-running `u32` index (a ring index) reduced modulo the number of
+/// slots (`index & mask`, as `ring.h`'s `MASK_RING_IDX`), so every index names a slot inside
+/// the view: accesses need no bounds check. A value copied in or out may be at most a slot
+/// long (checked at compile time). Copies are volatile, each byte once, as
+/// [`SharedMem::read_bytes`].
+pub struct SharedSlots<'a, L: SlotLayout, A: Access = Writable> {
+    mem: SharedMem<'a, A>,
+    mask: u32,
+    _layout: PhantomData<fn() -> L>,
+}
+
+impl<L: SlotLayout, A: Access> Clone for SharedSlots<'_, L, A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<L: SlotLayout, A: Access> Copy for SharedSlots<'_, L, A> {}
+
+impl<L: SlotLayout, A: Access> core::fmt::Debug for SharedSlots<'_, L, A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SharedSlots")
+            .field("count", &self.count())
+            .field("stride", &L::STRIDE)
+            .finish()
+    }
+}
+
+impl<'a, A: Access> SharedMem<'a, A> {
+    /// The `count` slots of layout `L` starting at `off`, or `None` if `count` is not a power
+    /// of two, the stride is zero, or they do not fit in this view.
+    #[inline]
+    pub fn slots<L: SlotLayout>(&self, off: usize, count: u32) -> Option<SharedSlots<'a, L, A>> {
+        if !count.is_power_of_two() || L::STRIDE == 0 {
+            return None;
+        }
+        let bytes = (count as usize).checked_mul(L::STRIDE)?;
+        Some(SharedSlots {
+            mem: self.get(off, bytes)?,
+            mask: count - 1,
+            _layout: PhantomData,
+        })
+    }
+}
+
+impl<'a, L: SlotLayout, A: Access> SharedSlots<'a, L, A> {
+    /// The number of slots (a power of two).
+    #[inline]
+    pub fn count(&self) -> u32 {
+        self.mask + 1
+    }
+
+    /// Byte offset (in the view) of the slot `index` names, and a proof-carrying comment:
+    /// `(index & mask) * STRIDE + STRIDE <= count * STRIDE <= mem.len` (checked in `slots`).
+    #[inline(always)]
+    fn offset(&self, index: u32) -> usize {
+        (index & self.mask) as usize * L::STRIDE
+    }
+
+    /// Copies a `T` out of the start of slot `index mod count` (once, volatile).
+    #[inline(always)]
+    pub fn read<T: FromBytes + IntoBytes>(&self, index: u32) -> T {
+        const {
+            assert!(
+                core::mem::size_of::<T>() <= L::STRIDE,
+                "value larger than a slot"
+            )
+        };
+        let mut v = T::new_zeroed();
+        let off = self.offset(index);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: `off + size_of::<T>() <= off + STRIDE <= mem.len` (`offset`, and the
+            // compile-time check above), so the range is inside the view; `v` is private
+            // memory and cannot overlap it.
+            unsafe { volatile_copy_in(self.mem.at(off), v.as_mut_bytes()) }
+        }
+        #[cfg(loom)]
+        self.mem.read_bytes(off, v.as_mut_bytes());
+        v
+    }
+}
+
+impl<'a, L: SlotLayout> SharedSlots<'a, L, Writable> {
+    /// Copies `v` into the start of slot `index mod count` (once, volatile).
+    #[inline(always)]
+    pub fn write<T: IntoBytes + Immutable>(&self, index: u32, v: &T) {
+        const {
+            assert!(
+                core::mem::size_of::<T>() <= L::STRIDE,
+                "value larger than a slot"
+            )
+        };
+        let off = self.offset(index);
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in the view, as in `read`; writable (`A = Writable`); `v` is private.
+            unsafe { volatile_copy_out(v.as_bytes(), self.mem.at(off)) }
+        }
+        #[cfg(loom)]
+        self.mem.write_bytes(off, v.as_bytes());
+    }
+}
+
+/// A plain word the volatile copies move in one access: `u16`, `u32`, `u64`, and on x86-64
+/// the 16-byte SSE2 vector (part of the x86-64 baseline), which is what C compilers use for
+/// struct copies.
 ///
 /// # Safety
 ///
-/// Implementors are plain integers or integer vectors: every bit pattern is valid, they have
-/// no padding, and `align_of` equals `size_of`.
+/// Implementors are plain integers or integer vectors: every bit pattern is valid and they
+/// have no padding.
 #[cfg(not(loom))]
 unsafe trait Word: Copy {}
-// SAFETY: integers: every bit pattern valid, no padding, size = alignment.
+// SAFETY: integers: every bit pattern valid, no padding.
+#[cfg(not(loom))]
+unsafe impl Word for u16 {}
+// SAFETY: as for `u16`.
 #[cfg(not(loom))]
 unsafe impl Word for u32 {}
-// SAFETY: as for `u32`.
+// SAFETY: as for `u16`.
 #[cfg(not(loom))]
 unsafe impl Word for u64 {}
-// SAFETY: `__m128i` is 16 bytes of integer lanes, 16-aligned, every bit pattern valid.
+// SAFETY: `__m128i` is 16 bytes of integer lanes, every bit pattern valid, no padding.
 #[cfg(all(not(loom), target_arch = "x86_64"))]
 unsafe impl Word for core::arch::x86_64::__m128i {}
 
-/// Reads one word at `src + i` with a single volatile load and stores it into `dst[i..]`.
+/// A word at any address: `read_volatile`/`write_volatile` through a pointer to this type
+/// need no alignment, and the compiler emits one unaligned access of the word's size where
+/// the target has them (x86-64, AArch64: what a C compiler emits for a struct copy), or
+/// splits it into smaller accesses where it has not. Either way each byte is accessed once.
+#[cfg(not(loom))]
+#[repr(C, packed)]
+#[derive(Clone, Copy)]
+struct Unaligned<W: Word>(W);
+
+/// Reads the word at `src + i` with a single volatile load and stores it into `dst[i..]`.
 ///
 /// # Safety
 ///
-/// `src + i` must be aligned for `W` and valid for reads of `size_of::<W>()` bytes, and
+/// `src + i` must be valid for reads of `size_of::<W>()` bytes, and
 /// `i + size_of::<W>() <= dst.len()`.
 #[cfg(not(loom))]
 #[inline(always)]
 unsafe fn load_word<W: Word>(src: *const u8, dst: &mut [u8], i: usize) {
-    // SAFETY: aligned and in range (caller); `W` has no invalid bit patterns (`Word`).
-    let w = unsafe { src.add(i).cast::<W>().read_volatile() };
-    let d = &mut dst[i..i + core::mem::size_of::<W>()];
-    // SAFETY: `d` is private memory exactly `size_of::<W>()` bytes long (the slice above
-    // checked the range); an unaligned write needs no alignment.
-    unsafe { d.as_mut_ptr().cast::<W>().write_unaligned(w) };
+    // SAFETY: valid for reads (caller); `Unaligned<W>` has alignment 1; `W` has no invalid
+    // bit patterns (`Word`).
+    let w = unsafe { src.add(i).cast::<Unaligned<W>>().read_volatile() };
+    debug_assert!(i + core::mem::size_of::<W>() <= dst.len());
+    // SAFETY: `dst[i..i + size_of::<W>()]` is private memory inside `dst` (caller); an
+    // unaligned write needs no alignment.
+    unsafe { dst.as_mut_ptr().add(i).cast::<W>().write_unaligned(w.0) };
 }
 
-/// Takes one word from `src[i..]` and writes it to `dst + i` with a single volatile store.
+/// Takes the word at `src[i..]` and writes it to `dst + i` with a single volatile store.
 ///
 /// # Safety
 ///
-/// `dst + i` must be aligned for `W` and valid for writes of `size_of::<W>()` bytes, and
+/// `dst + i` must be valid for writes of `size_of::<W>()` bytes, and
 /// `i + size_of::<W>() <= src.len()`.
 #[cfg(not(loom))]
 #[inline(always)]
 unsafe fn store_word<W: Word>(src: &[u8], dst: *mut u8, i: usize) {
-    let s = &src[i..i + core::mem::size_of::<W>()];
-    // SAFETY: `s` is private memory exactly `size_of::<W>()` bytes long; any bytes make a
-    // valid `W` (`Word`); an unaligned read needs no alignment.
-    let w = unsafe { s.as_ptr().cast::<W>().read_unaligned() };
-    // SAFETY: aligned, in range and writable (caller).
-    unsafe { dst.add(i).cast::<W>().write_volatile(w) };
+    debug_assert!(i + core::mem::size_of::<W>() <= src.len());
+    // SAFETY: `src[i..i + size_of::<W>()]` is private memory inside `src` (caller); any
+    // bytes make a valid `W` (`Word`); an unaligned read needs no alignment.
+    let w = unsafe { src.as_ptr().add(i).cast::<W>().read_unaligned() };
+    // SAFETY: valid for writes (caller); `Unaligned<W>` has alignment 1.
+    unsafe {
+        dst.add(i)
+            .cast::<Unaligned<W>>()
+            .write_volatile(Unaligned(w))
+    };
 }
 
-/// How a word-aligned volatile copy of `n` bytes at `addr` proceeds: calls `word(size, i)` for
-/// each access, in order, covering `[0, n)` exactly once with naturally aligned accesses.
+/// How a volatile copy of `n` bytes proceeds: calls `word(size, i)` for each access, in
+/// order, covering `[0, n)` exactly once: 16-byte vectors (x86-64), then `u64`s, then at most
+/// one `u32`, one `u16` and one byte.
 ///
-/// Requires `addr % 4 == 0` and `n % 4 == 0`. One `u32` to reach 8-alignment, on x86-64 one
-/// `u64` to reach 16-alignment and then 16-byte vectors, then `u64`s, then a last `u32`: a
-/// 12-byte netif slot is two accesses, a 4-byte response one, a 16-aligned 112-byte blkif slot
-/// seven (as a C compiler copies those structs).
-///
-/// The match on `addr % 16` makes the plan a constant in each arm, so with `n` known (an entry
-/// size) the compiler unrolls each copy into straight-line loads or stores.
+/// The plan depends on `n` only, never on the address (the words may be unaligned), so for a
+/// wire struct, whose size is a constant, the compiler unrolls the copy into straight-line
+/// loads or stores with no branch: a 12-byte netif slot is a `u64` and a `u32`, a 4-byte
+/// response one `u32`, a 112-byte blkif slot seven vectors (as a C compiler copies them).
 #[cfg(not(loom))]
 #[inline(always)]
-fn word_plan(addr: usize, n: usize, word: impl FnMut(usize, usize)) {
-    if n < 16 || cfg!(not(target_arch = "x86_64")) {
-        // No 16-byte word fits: only the 8-byte phase matters (two plans, not four).
-        return match addr % 8 {
-            0 => word_plan_from::<0>(n, word),
-            _ => word_plan_from::<4>(n, word),
-        };
-    }
-    match addr % 16 {
-        0 => word_plan_from::<0>(n, word),
-        4 => word_plan_from::<4>(n, word),
-        8 => word_plan_from::<8>(n, word),
-        _ => word_plan_from::<12>(n, word),
-    }
-}
-
-/// [`word_plan`] for an address that is `MIS` bytes past a 16-byte boundary.
-#[cfg(not(loom))]
-#[inline(always)]
-fn word_plan_from<const MIS: usize>(n: usize, mut word: impl FnMut(usize, usize)) {
+fn word_plan(n: usize, mut word: impl FnMut(usize, usize)) {
     let mut i = 0;
-    if MIS % 8 != 0 && n >= 4 {
-        word(4, 0);
-        i = 4;
-    }
     #[cfg(target_arch = "x86_64")]
-    if n >= 16 {
-        if (MIS + i) % 16 != 0 && i + 8 <= n {
-            word(8, i);
-            i += 8;
-        }
-        while i + 16 <= n {
-            word(16, i);
-            i += 16;
-        }
+    while i + 16 <= n {
+        word(16, i);
+        i += 16;
     }
     while i + 8 <= n {
         word(8, i);
         i += 8;
     }
-    if i < n {
-        // `n - i` is 4: both are multiples of 4 and fewer than 8 bytes are left.
-        word(4, i);
+    for size in [4, 2, 1] {
+        if i + size <= n {
+            word(size, i);
+            i += size;
+        }
     }
 }
 
-/// Volatile copy from shared memory into private memory, each shared byte read exactly once.
-///
-/// Ring entries and wire structs are whole 4-byte words at 4-aligned offsets (netif's 12-byte
-/// and blkif's 112-byte slots, their responses, grant entries): when the address and length
-/// are both multiples of 4 the copy goes in the widest naturally aligned words
-/// ([`word_plan`]). Any other shape goes bytes until 8-aligned, `u64`s, then bytes.
+/// Volatile copy from shared memory into private memory, each shared byte read exactly once,
+/// in whole words ([`word_plan`]).
 ///
 /// # Safety
 ///
@@ -652,48 +749,27 @@ fn word_plan_from<const MIS: usize>(n: usize, mut word: impl FnMut(usize, usize)
 #[cfg(not(loom))]
 #[inline(always)]
 unsafe fn volatile_copy_in(src: *const u8, dst: &mut [u8]) {
-    let n = dst.len();
-    if (src as usize | n) % 4 == 0 {
-        word_plan(src as usize, n, |size, i| match size {
-            4 => {
-                // SAFETY: `word_plan` gives naturally aligned words (`src` is 4-aligned)
-                // inside `[0, n)`, valid for reads (caller) and within `dst`.
-                unsafe { load_word::<u32>(src, dst, i) }
-            }
-            8 => {
-                // SAFETY: as for the `u32` words: aligned, in `[0, n)`.
-                unsafe { load_word::<u64>(src, dst, i) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            _ => {
-                // SAFETY: as for the `u32` words: aligned, in `[0, n)`.
-                unsafe { load_word::<core::arch::x86_64::__m128i>(src, dst, i) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => unreachable!("no 16-byte words off x86-64"),
-        });
-        return;
-    }
-    let mut i = 0;
-    while i < n && (src as usize + i) % 8 != 0 {
-        // SAFETY: `i < n`, within the caller's valid range.
-        dst[i] = unsafe { src.add(i).read_volatile() };
-        i += 1;
-    }
-    while i + 8 <= n {
-        // SAFETY: `src + i` is 8-aligned (loop above) and `i + 8 <= n` keeps it in range.
-        unsafe { load_word::<u64>(src, dst, i) };
-        i += 8;
-    }
-    while i < n {
-        // SAFETY: `i < n`, within the caller's valid range.
-        dst[i] = unsafe { src.add(i).read_volatile() };
-        i += 1;
-    }
+    // Every word `word_plan` gives lies inside `[0, dst.len())`: valid for reads (caller)
+    // and within `dst`, which is what each access below needs.
+    word_plan(dst.len(), |size, i| match size {
+        // SAFETY: in range (above).
+        1 => dst[i] = unsafe { src.add(i).read_volatile() },
+        // SAFETY: in range (above).
+        2 => unsafe { load_word::<u16>(src, dst, i) },
+        // SAFETY: in range (above).
+        4 => unsafe { load_word::<u32>(src, dst, i) },
+        // SAFETY: in range (above).
+        8 => unsafe { load_word::<u64>(src, dst, i) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: in range (above).
+        _ => unsafe { load_word::<core::arch::x86_64::__m128i>(src, dst, i) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("no 16-byte words off x86-64"),
+    });
 }
 
 /// Volatile copy into shared memory, the mirror of [`volatile_copy_in`] (each shared byte
-/// written exactly once, in whole aligned words when address and length are multiples of 4).
+/// written exactly once, in whole words).
 ///
 /// # Safety
 ///
@@ -701,44 +777,23 @@ unsafe fn volatile_copy_in(src: *const u8, dst: &mut [u8]) {
 #[cfg(not(loom))]
 #[inline(always)]
 unsafe fn volatile_copy_out(src: &[u8], dst: *mut u8) {
-    let n = src.len();
-    if (dst as usize | n) % 4 == 0 {
-        word_plan(dst as usize, n, |size, i| match size {
-            4 => {
-                // SAFETY: `word_plan` gives naturally aligned words (`dst` is 4-aligned)
-                // inside `[0, n)`, valid for writes (caller) and within `src`.
-                unsafe { store_word::<u32>(src, dst, i) }
-            }
-            8 => {
-                // SAFETY: as for the `u32` words: aligned, in `[0, n)`.
-                unsafe { store_word::<u64>(src, dst, i) }
-            }
-            #[cfg(target_arch = "x86_64")]
-            _ => {
-                // SAFETY: as for the `u32` words: aligned, in `[0, n)`.
-                unsafe { store_word::<core::arch::x86_64::__m128i>(src, dst, i) }
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => unreachable!("no 16-byte words off x86-64"),
-        });
-        return;
-    }
-    let mut i = 0;
-    while i < n && (dst as usize + i) % 8 != 0 {
-        // SAFETY: `i < n`, within the caller's valid range.
-        unsafe { dst.add(i).write_volatile(src[i]) };
-        i += 1;
-    }
-    while i + 8 <= n {
-        // SAFETY: `dst + i` is 8-aligned (loop above) and `i + 8 <= n` keeps it in range.
-        unsafe { store_word::<u64>(src, dst, i) };
-        i += 8;
-    }
-    while i < n {
-        // SAFETY: `i < n`, within the caller's valid range.
-        unsafe { dst.add(i).write_volatile(src[i]) };
-        i += 1;
-    }
+    // Every word `word_plan` gives lies inside `[0, src.len())`: valid for writes (caller)
+    // and within `src`, which is what each access below needs.
+    word_plan(src.len(), |size, i| match size {
+        // SAFETY: in range (above).
+        1 => unsafe { dst.add(i).write_volatile(src[i]) },
+        // SAFETY: in range (above).
+        2 => unsafe { store_word::<u16>(src, dst, i) },
+        // SAFETY: in range (above).
+        4 => unsafe { store_word::<u32>(src, dst, i) },
+        // SAFETY: in range (above).
+        8 => unsafe { store_word::<u64>(src, dst, i) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: in range (above).
+        _ => unsafe { store_word::<core::arch::x86_64::__m128i>(src, dst, i) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("no 16-byte words off x86-64"),
+    });
 }
 
 /// An owned, zero-initialised, page-aligned allocation meant to be shared: page memory,
@@ -892,6 +947,42 @@ mod tests {
                 m.read_bytes(off, &mut back);
                 assert_eq!(back, src, "read {off}+{len}");
             }
+        }
+    }
+
+    /// Slot views: checked once when made (power of two, inside the view), then every `u32`
+    /// index names a slot inside them (modulo the count), copies go exactly to that slot.
+    #[test]
+    fn slots_are_checked_once_and_wrap_by_mask() {
+        struct Twelve;
+        impl SlotLayout for Twelve {
+            const STRIDE: usize = 12;
+        }
+        let r = SharedRegion::new_zeroed(128);
+        let m = r.mem();
+        assert!(m.slots::<Twelve>(64, 3).is_none(), "not a power of two");
+        assert!(m.slots::<Twelve>(0, 0).is_none());
+        assert!(m.slots::<Twelve>(40, 8).is_none(), "40 + 96 > 128");
+        assert!(m.slots::<Twelve>(usize::MAX, 1).is_none());
+        let s = m.slots::<Twelve>(32, 8).unwrap();
+        assert_eq!(s.count(), 8);
+        m.fill(0, 128, 0xee);
+        for i in 0..8u32 {
+            // Indices far apart name the same slot modulo 8, across the u32 wrap.
+            s.write(i.wrapping_sub(8 * 1000), &[i as u8 + 1; 12]);
+        }
+        s.write(u32::MAX, &[0x77u8; 4]); // slot 7, first 4 bytes only
+        let mut all = [0u8; 128];
+        m.read_bytes(0, &mut all);
+        assert!(all[..32].iter().all(|&b| b == 0xee));
+        for i in 0..8 {
+            let want = if i == 7 { 8 } else { i as u8 + 1 };
+            let slot = &all[32 + 12 * i..32 + 12 * (i + 1)];
+            let head = if i == 7 { 0x77 } else { want };
+            assert!(slot[..4].iter().all(|&b| b == head), "slot {i}");
+            assert!(slot[4..].iter().all(|&b| b == want), "slot {i}");
+            let v: [u8; 12] = s.read(i as u32 + 8);
+            assert_eq!(&v[..], slot);
         }
     }
 

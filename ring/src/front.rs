@@ -4,7 +4,7 @@
 use crate::Notify;
 use crate::abi::{self, HEADER_SIZE, REQ_EVENT, REQ_PROD, RSP_EVENT, RSP_PROD, SringHeader};
 use crate::error::{Broken, LayoutError, RingError};
-use crate::memory::{FrontMemory, RingMemory};
+use crate::memory::{Entries, FrontMemory, RingMemory};
 use crate::protocol::{IdWidth, Protocol, slot_size};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -198,8 +198,7 @@ impl<P: Protocol, M: RingMemory, T> FrontRing<P, M, T> {
 
     #[cold]
     fn fail(&mut self, why: Broken) -> RingError {
-        let why = *self.broken.get_or_insert(why);
-        RingError::Broken(why)
+        break_ring(&mut self.broken, why)
     }
 
     /// Breaks the ring because the driver found a response invalid for its protocol (for
@@ -300,6 +299,7 @@ impl<P: Protocol, M: RingMemory, T> FrontRing<P, M, T> {
     ///
     /// Returns `Ok(None)` when no response is waiting. Does one response per call: a caller's
     /// loop over it ends when the responses published end (at most one ring's worth).
+    /// [`poll_responses`](Self::poll_responses) takes a batch for less work per response.
     #[inline]
     pub fn poll_response(&mut self) -> Result<Option<(P::Response, T)>, RingError> {
         self.check()?;
@@ -310,22 +310,91 @@ impl<P: Protocol, M: RingMemory, T> FrontRing<P, M, T> {
         let off = abi::entry_offset(self.rsp_cons & self.mask, slot_size::<P>());
         self.mem.read_at(off, rsp.as_mut_bytes());
         self.rsp_cons = self.rsp_cons.wrapping_add(1);
-        let id = P::response_id(&rsp).to_u64();
-        if id > u64::from(self.mask) {
-            return Err(self.fail(Broken::IdOutOfRange {
-                id,
-                size: self.size(),
-            }));
-        }
-        // In range: `id <= mask < in_flight.len()`.
-        let idx = id as u32;
-        match self.in_flight.get_mut(idx as usize).and_then(Option::take) {
-            Some(value) => {
-                self.free.push(idx);
-                Ok(Some((rsp, value)))
+        let value = complete::<P, T>(
+            &mut self.in_flight,
+            &mut self.free,
+            &mut self.broken,
+            self.mask,
+            &rsp,
+        )?;
+        Ok(Some((rsp, value)))
+    }
+
+    /// Takes up to `max` published responses in one go, the consumer loop of `ring.h`
+    /// (`rp = rsp_prod; rmb(); while (rsp_cons != rp) ...`): reads and validates `rsp_prod`
+    /// once, then copies each response out once, validates its ID exactly as
+    /// [`poll_response`](Self::poll_response) does, frees the ID and calls
+    /// `f(response, in-flight value)`. Returns how many were taken (0 if none is waiting).
+    ///
+    /// One `Broken` check, one producer-index read and (on contiguous memory) one bounds
+    /// check per batch instead of per response. If a response is invalid, the ring breaks:
+    /// the responses before it have been handed to `f`, the rest stay in flight, and the
+    /// error is returned.
+    #[inline]
+    pub fn poll_responses(
+        &mut self,
+        max: u32,
+        mut f: impl FnMut(P::Response, T),
+    ) -> Result<u32, RingError> {
+        self.check()?;
+        let n = self.refresh()?.min(max);
+        let mask = self.mask;
+        let FrontRing {
+            mem,
+            rsp_cons,
+            in_flight,
+            free,
+            broken,
+            ..
+        } = self;
+        // One loop per kind of memory, so the choice is made once per batch.
+        match Entries::<P, M>::new(mem, mask + 1) {
+            Entries::Flat(slots) => {
+                let read = |i| slots.read(i);
+                consume::<P, T>(n, read, rsp_cons, in_flight, free, broken, mask, &mut f)
             }
-            None => Err(self.fail(Broken::IdNotInFlight { id })),
+            paged => {
+                let read = |i| paged.read(i);
+                consume::<P, T>(n, read, rsp_cons, in_flight, free, broken, mask, &mut f)
+            }
         }
+    }
+
+    /// Submits up to `max` requests in one go, as many as there are free slots: for each,
+    /// leases a free ID, calls `make(k)` (`k` counting from 0) for the request and its
+    /// in-flight value, stores the ID in the request (whatever it held) and copies it into
+    /// the next slot once, as [`RequestId::submit`] does. Returns how many were submitted;
+    /// they become visible at the next [`push_requests`](Self::push_requests).
+    ///
+    /// The caller never sees or picks an ID: each comes from the ring's allocator and goes
+    /// back only with its response. One `Broken` check and (on contiguous memory) one bounds
+    /// check per batch instead of per request.
+    #[inline]
+    pub fn submit_batch(
+        &mut self,
+        max: u32,
+        mut make: impl FnMut(u32) -> (P::Request, T),
+    ) -> Result<u32, RingError> {
+        self.check()?;
+        let n = max.min(self.free_requests());
+        let mask = self.mask;
+        let FrontRing {
+            mem,
+            req_prod_pvt,
+            in_flight,
+            free,
+            ..
+        } = self;
+        Ok(match Entries::<P, M>::new(mem, mask + 1) {
+            Entries::Flat(slots) => {
+                let write = |i, req: &P::Request| slots.write(i, req);
+                produce::<P, T>(n, write, req_prod_pvt, in_flight, free, &mut make)
+            }
+            paged => {
+                let write = |i, req: &P::Request| paged.write(i, req);
+                produce::<P, T>(n, write, req_prod_pvt, in_flight, free, &mut make)
+            }
+        })
     }
 
     /// Takes the ring apart: its memory and every value still in flight.
@@ -337,6 +406,94 @@ impl<P: Protocol, M: RingMemory, T> FrontRing<P, M, T> {
         let values = self.in_flight.into_iter().flatten().collect();
         (self.mem, values)
     }
+}
+
+/// Breaks a ring (keeping the first reason) and returns the error to propagate.
+#[cold]
+fn break_ring(broken: &mut Option<Broken>, why: Broken) -> RingError {
+    RingError::Broken(*broken.get_or_insert(why))
+}
+
+/// Validates a response's ID against the in-flight table: in range and in flight, else the
+/// ring breaks. Takes the in-flight value and frees the ID.
+#[inline(always)]
+fn complete<P: Protocol, T>(
+    in_flight: &mut [Option<T>],
+    free: &mut IdStack,
+    broken: &mut Option<Broken>,
+    mask: u32,
+    rsp: &P::Response,
+) -> Result<T, RingError> {
+    let id = P::response_id(rsp).to_u64();
+    if id > u64::from(mask) {
+        let size = mask + 1;
+        return Err(break_ring(broken, Broken::IdOutOfRange { id, size }));
+    }
+    // In range: `id <= mask < in_flight.len()`.
+    let idx = id as u32;
+    match in_flight.get_mut(idx as usize).and_then(Option::take) {
+        Some(value) => {
+            free.push(idx);
+            Ok(value)
+        }
+        None => Err(break_ring(broken, Broken::IdNotInFlight { id })),
+    }
+}
+
+/// The loop of [`FrontRing::poll_responses`], over `n` published responses read by `read`.
+///
+/// The consumer index is advanced in a local and stored before each response is handed
+/// to `f`, so a panic in `f` leaves the ring consistent.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn consume<P: Protocol, T>(
+    n: u32,
+    read: impl Fn(u32) -> P::Response,
+    rsp_cons: &mut u32,
+    in_flight: &mut [Option<T>],
+    free: &mut IdStack,
+    broken: &mut Option<Broken>,
+    mask: u32,
+    f: &mut impl FnMut(P::Response, T),
+) -> Result<u32, RingError> {
+    let mut cons = *rsp_cons;
+    for _ in 0..n {
+        let rsp = read(cons);
+        cons = cons.wrapping_add(1);
+        *rsp_cons = cons;
+        let value = complete::<P, T>(in_flight, free, broken, mask, &rsp)?;
+        f(rsp, value);
+    }
+    Ok(n)
+}
+
+/// The loop of [`FrontRing::submit_batch`]: `n` requests (with `n` IDs free), written by
+/// `write`. Returns how many were submitted.
+#[inline(always)]
+fn produce<P: Protocol, T>(
+    n: u32,
+    write: impl Fn(u32, &P::Request),
+    req_prod_pvt: &mut u32,
+    in_flight: &mut [Option<T>],
+    free: &mut IdStack,
+    make: &mut impl FnMut(u32) -> (P::Request, T),
+) -> u32 {
+    let mut prod = *req_prod_pvt;
+    for k in 0..n {
+        let (mut req, value) = make(k);
+        // Free IDs and free slots are counted alike: `n` IDs are free.
+        let Some(id) = free.pop() else {
+            return k;
+        };
+        P::set_request_id(&mut req, P::Id::from_index(id));
+        write(prod, &req);
+        prod = prod.wrapping_add(1);
+        *req_prod_pvt = prod;
+        if let Some(slot) = in_flight.get_mut(id as usize) {
+            *slot = Some(value);
+        }
+    }
+    n
 }
 
 /// An ID leased from a [`FrontRing`]'s allocator: the only way to submit a request.

@@ -86,6 +86,7 @@
 //! | `RING_FINAL_CHECK_FOR_RESPONSES` | [`FrontRing::final_check_for_responses`] |
 //! | `RING_FINAL_CHECK_FOR_REQUESTS` | [`BackRing::final_check_for_requests`] |
 //! | `RING_COPY_RESPONSE` / `RING_COPY_REQUEST` | [`FrontRing::poll_response`] / [`BackRing::next_request`] |
+//! | `rp = prod; rmb(); while (cons != rp) { RING_COPY_*; ... }` | [`FrontRing::poll_responses`] / [`BackRing::answer_requests`] (and [`FrontRing::submit_batch`] for producers) |
 //! | `RING_FREE_REQUESTS` | [`FrontRing::free_requests`] |
 //! | `RING_RESPONSE_PROD_OVERFLOW` / `RING_REQUEST_PROD_OVERFLOW` | checked on every read of the peer's producer index |
 //!
@@ -117,14 +118,35 @@
 //! same notification mechanism (a pending flag, spin with `pause`, yield every 256 spins);
 //! rounds interleave.
 //!
+//! **Batches.** [`FrontRing::submit_batch`], [`FrontRing::poll_responses`] and
+//! [`BackRing::answer_requests`] are the loops of `ring.h` consumers: one `Broken` check, one
+//! read of the peer's producer index and, when the memory is contiguous
+//! ([`RingMemory::contiguous`]), one bounds check per batch. Entries are reached through a
+//! [`SharedSlots`](xen_gnttab::SharedSlots) view whose bounds were checked once when it was
+//! made, indexed by `idx & mask`, with the entry size a compile-time constant so each copy
+//! unrolls. Every entry is still copied once and validated exactly as by the single-entry
+//! calls, and IDs still come only from the ring's allocator.
+//!
 //! What made batches slow, found with callgrind on a single-threaded loop (instructions per
-//! netif round trip, C: 62): the volatile copies went byte by byte until 8-aligned (a 12-byte
-//! netif slot at a 4-aligned offset was 4 byte stores and a `u64`, a 4-byte response 4 byte
-//! loads; a blkif slot 14 `u64`s in a loop), 243 instructions; `SharedMem` now copies whole
-//! aligned words (`u32`, `u64`, 16-byte SSE2 vectors on x86-64), unrolled per alignment, one
-//! volatile access per byte still (172). The bounds checks' panic arguments were built on the
-//! hot path (now a cold out-of-line panic), and the free-ID list was a `Vec` whose `push`
-//! carries a grow path (now a fixed stack): 150.
+//! round trip at batch 32, netif / blkif; C: 62 / 104):
+//!
+//! | change | netif | blkif |
+//! |---|---|---|
+//! | volatile copies byte by byte until 8-aligned, `Vec` free list, panic arguments on the hot path | 243 | not measured |
+//! | whole aligned words per alignment, cold panic, fixed free stack | 150 | 198 |
+//! | words at any alignment (a packed wrapper: one unaligned access, as a C struct copy), plan from the length only: no dispatch | 125 | 149 |
+//! | batch calls: one `Broken` check, producer read and bounds check per batch | 98 | 140 |
+//! | batch loops with indices in locals, one loop per kind of memory | 86 | 116 |
+//!
+//! **Fairness.** Both sides do the same work per request: an ID from a free list, a private
+//! request copied into its slot once, a shadow/in-flight entry set; the backend copies the
+//! request out once and writes a response; the frontend copies the response out once, checks
+//! its ID in range and in flight (Linux's hardened netfront does the same since 5.17:
+//! `RING_RESPONSE_PROD_OVERFLOW` and a response ID checked against its pending table; ours is
+//! stricter, `rsp_prod` may not pass the requests published), frees the ID. The C side's
+//! `xen_mb()` is a locked add to the stack, the x86-64 `virt_mb()` of a Linux kernel frontend
+//! and the instruction Rust's `fence(SeqCst)` compiles to; it was `mfence` (libxenctrl's
+//! choice) before, which cost C more per barrier and flattered us at batch 1 (2.5 times C).
 //!
 //! Figures on the development machine (2 cores shared with other jobs running QEMU and
 //! compilers, so they move by tens of percent between runs and collapse under load; median of
@@ -132,22 +154,23 @@
 //!
 //! | entry bytes | batch | ours rt/s | C rt/s | ours notif/req | C notif/req | ours/C |
 //! |---|---|---|---|---|---|---|
-//! | 12 | 1 | 7818023 | 4602385 | 1.9993 | 1.9316 | 1.699 |
-//! | 12 | 8 | 23167089 | 23040046 | 0.2500 | 0.2500 | 1.006 |
-//! | 12 | 32 | 35906069 | 45803412 | 0.0625 | 0.0625 | 0.784 |
-//! | 112 | 1 | 7358999 | 4097108 | 1.9671 | 1.9917 | 1.796 |
-//! | 112 | 8 | 15550333 | 14294178 | 0.2500 | 0.2500 | 1.088 |
-//! | 112 | 32 | 18132454 | 17628573 | 0.0625 | 0.0625 | 1.029 |
+//! | 12 | 1 | 8779457 | 7550599 | 1.9991 | 1.9981 | 1.163 |
+//! | 12 | 8 | 43233165 | 26780244 | 0.2500 | 0.2500 | 1.614 |
+//! | 12 | 32 | 83075471 | 46049300 | 0.0625 | 0.0625 | 1.804 |
+//! | 112 | 1 | 9466356 | 6694094 | 1.9980 | 1.9998 | 1.414 |
+//! | 112 | 8 | 17402569 | 15617027 | 0.2500 | 0.2500 | 1.114 |
+//! | 112 | 32 | 22649350 | 19006872 | 0.0625 | 0.0625 | 1.192 |
 //!
-//! `BENCH ring ratio=0.784 goal=1.0`. Across runs at similar load the netif batch-32 ratio
-//! was 0.78 to 0.95 and blkif batch-32 0.85 to 1.03 (it was 0.62 and 0.49 before the changes
-//! above, against a C side that then read only 9 of a blkif request's 112 bytes); batches of
-//! 1 and 8 are at or above C. The goal of 1.0 is not met for batches of 32 yet: what remains
-//! is instruction count (about 150 per netif round trip against C's 62: bounds and `Broken`
-//! checks, the alignment dispatch of each copy, `Result`/`Option` plumbing). Notifications
-//! per request are the same at batches of 8 and 32; at batch 1 both sides are near 2 and
-//! depend on timing (whether the peer was already asleep), not on the decision, which is the
-//! same arithmetic.
+//! `BENCH ring ratio=1.114 goal=1.0`. The run before it, at the same load (about 2.4), gave
+//! 1.040 (netif batch 1 lowest; batch 32: netif 1.68, blkif 1.24). Batch 1 is the closest
+//! case: it is bound by wake-up latency and barriers, not by per-entry work. Under a load of 5
+//! (other jobs compiling on both cores) throughput drops ten- to a hundredfold on both sides
+//! and single ratios land anywhere between 0.2 and 13, for either side: such runs say
+//! nothing. The callgrind counts above are the deterministic measure: per entry we now
+//! execute about 1.4 (netif) and 1.1 (blkif) times C's instructions. That we are faster per
+//! second anyway is not explained by counts; GCC builds each C entry with 16-bit stores into a
+//! stack copy that it reads back in wider words (a likely store-forwarding stall, seen in the
+//! disassembly, not measured). Notifications per request are the same on both sides.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 

@@ -22,11 +22,17 @@
 //! a mapping), so a backend cannot build a [`FrontRing`](crate::FrontRing) over the
 //! frontend's page (DESIGN invariant 5).
 
-use crate::abi::{MAX_RING_PAGES, PAGE_SIZE};
+use crate::abi::{HEADER_SIZE, MAX_RING_PAGES, PAGE_SIZE, entry_offset};
+use crate::protocol::{Protocol, slot_size};
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use xen_gnttab::{ForeignMap, ForeignMapper, Granted, Grantor, SharedMem, SharedRegion, Writable};
+use core::marker::PhantomData;
+use xen_gnttab::{
+    ForeignMap, ForeignMapper, Granted, Grantor, SharedMem, SharedRegion, SharedSlots, SlotLayout,
+    Writable,
+};
+use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 /// Memory a ring lives in, reached only through [`SharedMem`] accessors.
 ///
@@ -41,6 +47,14 @@ pub trait RingMemory {
     fn read_at(&self, off: usize, dst: &mut [u8]);
     /// Copies `src` into the ring at `off` (volatile).
     fn write_at(&self, off: usize, src: &[u8]);
+    /// The whole ring as one view, if it is contiguous memory: batch operations then check
+    /// the entries' bounds once per batch instead of once per entry. `None` (the default)
+    /// makes every entry go through [`read_at`](Self::read_at) and
+    /// [`write_at`](Self::write_at).
+    #[inline]
+    fn contiguous(&self) -> Option<SharedMem<'_, Writable>> {
+        None
+    }
 }
 
 /// Memory that belongs to the frontend, which alone may initialise a ring in it.
@@ -65,6 +79,10 @@ impl RingMemory for SharedMem<'_, Writable> {
     #[inline(always)]
     fn write_at(&self, off: usize, src: &[u8]) {
         self.write_bytes(off, src)
+    }
+    #[inline]
+    fn contiguous(&self) -> Option<SharedMem<'_, Writable>> {
+        Some(*self)
     }
 }
 
@@ -91,6 +109,11 @@ macro_rules! contiguous {
             fn write_at(&self, off: usize, src: &[u8]) {
                 let $s = self;
                 $view.write_bytes(off, src)
+            }
+            #[inline]
+            fn contiguous(&self) -> Option<SharedMem<'_, Writable>> {
+                let $s = self;
+                Some($view)
             }
         }
     )*};
@@ -124,6 +147,10 @@ macro_rules! forward {
             fn write_at(&self, off: usize, src: &[u8]) {
                 (**self).write_at(off, src)
             }
+            #[inline]
+            fn contiguous(&self) -> Option<SharedMem<'_, Writable>> {
+                (**self).contiguous()
+            }
         }
         impl<M: FrontMemory + ?Sized> FrontMemory for $ptr<M> {}
     )*};
@@ -146,6 +173,10 @@ impl<M: RingMemory + ?Sized> RingMemory for &M {
     #[inline(always)]
     fn write_at(&self, off: usize, src: &[u8]) {
         (**self).write_at(off, src)
+    }
+    #[inline]
+    fn contiguous(&self) -> Option<SharedMem<'_, Writable>> {
+        (**self).contiguous()
     }
 }
 impl<M: FrontMemory + ?Sized> FrontMemory for &M {}
@@ -270,6 +301,68 @@ impl<P: RingPage> RingMemory for PageRing<P> {
     #[inline]
     fn write_at(&self, off: usize, src: &[u8]) {
         self.pieces(off, src.len(), |m, o, a, b| m.write_bytes(o, &src[a..b]))
+    }
+    /// A ring of one page is contiguous; entries of a longer one may straddle pages.
+    #[inline]
+    fn contiguous(&self) -> Option<SharedMem<'_, Writable>> {
+        match &self.pages[..] {
+            [one] => Some(one.page()),
+            _ => None,
+        }
+    }
+}
+
+/// The slot layout of protocol `P`'s ring: [`slot_size`] bytes apart.
+pub(crate) struct SlotOf<P>(PhantomData<P>);
+
+impl<P: Protocol> SlotLayout for SlotOf<P> {
+    const STRIDE: usize = slot_size::<P>();
+}
+
+/// A ring's entries for the length of one batch: when the memory is contiguous, a
+/// [`SharedSlots`] view whose bounds were checked once (then each entry is an unrolled copy
+/// at `index & mask`); otherwise each entry goes through [`RingMemory::read_at`] /
+/// [`RingMemory::write_at`].
+pub(crate) enum Entries<'a, P: Protocol, M> {
+    Flat(SharedSlots<'a, SlotOf<P>>),
+    Paged(&'a M, u32),
+}
+
+impl<'a, P: Protocol, M: RingMemory> Entries<'a, P, M> {
+    /// The `size` entries of the ring in `mem` (`size` from the validated layout).
+    #[inline]
+    pub(crate) fn new(mem: &'a M, size: u32) -> Self {
+        match mem.contiguous().and_then(|m| m.slots(HEADER_SIZE, size)) {
+            Some(slots) => Entries::Flat(slots),
+            None => Entries::Paged(mem, size - 1),
+        }
+    }
+
+    /// Copies the request or response in slot `index` (masked) out, once.
+    #[inline(always)]
+    pub(crate) fn read<T: FromBytes + IntoBytes>(&self, index: u32) -> T {
+        match self {
+            Entries::Flat(slots) => slots.read(index),
+            Entries::Paged(mem, mask) => {
+                let mut v = T::new_zeroed();
+                mem.read_at(
+                    entry_offset(index & mask, slot_size::<P>()),
+                    v.as_mut_bytes(),
+                );
+                v
+            }
+        }
+    }
+
+    /// Copies `v` into slot `index` (masked), once.
+    #[inline(always)]
+    pub(crate) fn write<T: IntoBytes + Immutable>(&self, index: u32, v: &T) {
+        match self {
+            Entries::Flat(slots) => slots.write(index, v),
+            Entries::Paged(mem, mask) => {
+                mem.write_at(entry_offset(index & mask, slot_size::<P>()), v.as_bytes())
+            }
+        }
     }
 }
 

@@ -228,6 +228,64 @@ fn duplicate_id_frees_only_the_first() {
 }
 
 #[test]
+fn duplicate_id_in_a_batch_breaks_it_after_the_valid_ones() {
+    // The batch consumer validates each response as the single one does: the first response
+    // is handed over, the duplicate breaks the ring, the third stays unread and in flight.
+    let (mut f, mem) = front::<NetTx>(1, u32::MAX - 1);
+    let ids = submit_tx(&mut f, &["a", "b", "c"]);
+    let s = u32::MAX - 1;
+    for (k, id) in [ids[0], ids[0], ids[2]].into_iter().enumerate() {
+        put_rsp::<NetTx>(
+            &mem,
+            s.wrapping_add(k as u32),
+            256,
+            &TxRsp { id, status: 0 },
+        );
+    }
+    set_rsp_prod(&mem, s.wrapping_add(3));
+    let mut got = Vec::new();
+    let why = Broken::IdNotInFlight { id: ids[0].into() };
+    assert_eq!(
+        f.poll_responses(u32::MAX, |rsp, v| got.push((rsp.id, v))),
+        Err(RingError::Broken(why))
+    );
+    assert_eq!(got, vec![(ids[0], "a")]);
+    assert_eq!(
+        f.poll_responses(1, |_, _| unreachable!()),
+        Err(RingError::Broken(why))
+    );
+    assert_eq!(
+        f.submit_batch(1, |_| unreachable!()),
+        Err(RingError::Broken(why))
+    );
+    assert_stays_broken(f, why, vec!["b", "c"]);
+}
+
+#[test]
+fn batch_rsp_prod_overflow_and_out_of_range_id() {
+    let (mut f, mem) = front::<NetTx>(1, 0);
+    submit_tx(&mut f, &["a"]);
+    set_rsp_prod(&mem, 2);
+    let why = f_broken(2, 0, 1);
+    assert_eq!(
+        f.poll_responses(u32::MAX, |_, _| unreachable!()),
+        Err(RingError::Broken(why))
+    );
+    assert_stays_broken(f, why, vec!["a"]);
+
+    let (mut f, mem) = front::<NetTx>(1, 0);
+    submit_tx(&mut f, &["a"]);
+    put_rsp::<NetTx>(&mem, 0, 256, &TxRsp { id: 256, status: 0 });
+    set_rsp_prod(&mem, 1);
+    let why = Broken::IdOutOfRange { id: 256, size: 256 };
+    assert_eq!(
+        f.poll_responses(u32::MAX, |_, _| unreachable!()),
+        Err(RingError::Broken(why))
+    );
+    assert_stays_broken(f, why, vec!["a"]);
+}
+
+#[test]
 fn id_already_completed() {
     let (mut f, mem) = front::<NetTx>(1, 0);
     let a = submit_tx(&mut f, &["a"])[0];
@@ -399,12 +457,23 @@ fn backend_reads_each_request_once() {
             );
         }
         let _ = f.push_requests().unwrap();
-        while let Some(r) = b.next_request().unwrap() {
-            b.respond(TxRsp {
-                id: r.id,
-                status: 0,
-            })
-            .unwrap();
+        if round == 2 {
+            // The batch call, entry by entry on memory that is not `contiguous`.
+            let n = b
+                .answer_requests(u32::MAX, |r| TxRsp {
+                    id: r.id,
+                    status: 0,
+                })
+                .unwrap();
+            assert_eq!(n, 200);
+        } else {
+            while let Some(r) = b.next_request().unwrap() {
+                b.respond(TxRsp {
+                    id: r.id,
+                    status: 0,
+                })
+                .unwrap();
+            }
         }
         assert!(!b.final_check_for_requests().unwrap());
         let _ = b.push_responses().unwrap();
@@ -431,6 +500,16 @@ fn hostile_frontend_req_prod_overflow_and_backwards() {
     assert_eq!(b.final_check_for_requests(), Err(RingError::Broken(why)));
     assert_eq!(b.respond(TxRsp::default()), Err(RingError::Broken(why)));
     assert_eq!(b.push_responses(), Err(RingError::Broken(why)));
+    assert_eq!(
+        b.answer_requests(u32::MAX, |_| unreachable!()),
+        Err(RingError::Broken(why))
+    );
+    // The batch call checks req_prod as the single one does.
+    let mut b2: BackRing<NetTx, _> = BackRing::attach(mem.clone()).unwrap();
+    assert_eq!(
+        b2.answer_requests(u32::MAX, |_| unreachable!()),
+        Err(RingError::Broken(why))
+    );
     // A full ring (256 unanswered) is fine; going back behind req_cons is not.
     let mut b: BackRing<NetTx, _> = BackRing::attach(mem.clone()).unwrap();
     for _ in 0..256 {

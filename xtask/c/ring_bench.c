@@ -19,8 +19,13 @@
 #include <string.h>
 #include <time.h>
 
-/* The barriers libxenctrl defines for x86 before including ring.h. */
-#define mb()  __asm__ __volatile__("mfence" ::: "memory")
+/*
+ * The barriers for ring.h. xen_mb() is the full barrier a Linux kernel frontend gets from
+ * virt_mb() on x86-64: a locked add to the stack, not mfence (libxenctrl's choice, which
+ * costs more). It is the instruction the Rust side's fence(SeqCst) compiles to, so both sides
+ * pay the same for each barrier.
+ */
+#define mb()  __asm__ __volatile__("lock; addl $0,-4(%%rsp)" ::: "memory", "cc")
 #define rmb() __asm__ __volatile__("" ::: "memory")
 #define wmb() __asm__ __volatile__("" ::: "memory")
 

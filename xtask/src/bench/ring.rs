@@ -195,16 +195,11 @@ fn ours<P: Workload>(batch: u32, iters: u64) -> Result<(f64, u64), String> {
             let mut back: BackRing<P, _> = BackRing::attach(mem).map_err(|(_, e)| e.to_string())?;
             let (mut answered, mut notes) = (0u64, 0u64);
             while answered < total {
-                // As the C backend: read req_prod once, take that many, then push.
-                let ready = back.unconsumed_requests().map_err(|e| e.to_string())?;
-                for _ in 0..ready {
-                    let req = back
-                        .next_request()
-                        .map_err(|e| e.to_string())?
-                        .ok_or("a counted request is missing")?;
-                    back.respond(P::answer(&req)).map_err(|e| e.to_string())?;
-                    answered += 1;
-                }
+                // As the C backend: read req_prod once, answer that many, then push.
+                answered += u64::from(
+                    back.answer_requests(u32::MAX, |req| P::answer(&req))
+                        .map_err(|e| e.to_string())?,
+                );
                 if back.push_responses().map_err(|e| e.to_string())?.needed() {
                     to_front.notify();
                     notes += 1;
@@ -222,11 +217,17 @@ fn ours<P: Workload>(batch: u32, iters: u64) -> Result<(f64, u64), String> {
     let mut token = 0u32;
     let run = (|| -> Result<(), String> {
         for _ in 0..iters {
-            for k in 0..batch {
-                let lease = front.lease().map_err(|e| e.to_string())?;
-                lease.submit(P::request(k, token), token);
-                token = token.wrapping_add(1);
+            let first = token;
+            let sent = front
+                .submit_batch(batch, |k| {
+                    let token = first.wrapping_add(k);
+                    (P::request(k, token), token)
+                })
+                .map_err(|e| e.to_string())?;
+            if sent != batch {
+                return Err("ring full".into());
             }
+            token = token.wrapping_add(batch);
             if front.push_requests().map_err(|e| e.to_string())?.needed() {
                 to_back.notify();
                 notes += 1;
@@ -235,15 +236,12 @@ fn ours<P: Workload>(batch: u32, iters: u64) -> Result<(f64, u64), String> {
             loop {
                 // Like the C anchor, stop taking responses once the batch is in, without
                 // reading rsp_prod once more.
-                while got < batch {
-                    let Some((rsp, _token)) = front.poll_response().map_err(|e| e.to_string())?
-                    else {
-                        break;
-                    };
-                    if !P::ok(&rsp) {
-                        return Err("bad status".into());
-                    }
-                    got += 1;
+                let mut ok = true;
+                got += front
+                    .poll_responses(batch - got, |rsp, _token| ok &= P::ok(&rsp))
+                    .map_err(|e| e.to_string())?;
+                if !ok {
+                    return Err("bad status".into());
                 }
                 if got == batch {
                     break;
