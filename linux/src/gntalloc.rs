@@ -251,18 +251,30 @@ impl Gntalloc {
         offset: usize,
         notify: UnmapNotify,
     ) -> Result<(), Error> {
+        self.set_unmap_notify_gref(granted.gref(), offset, notify)
+    }
+
+    /// [`UnmapNotify`] for a live single-page grant of this handle known only by its
+    /// reference (for code that reaches it through the [`Grantor`] traits, such as a vchan
+    /// server arming `srv_live`).
+    pub fn set_unmap_notify_gref(
+        &self,
+        gref: GrantRef,
+        offset: usize,
+        notify: UnmapNotify,
+    ) -> Result<(), Error> {
         const CALL: &str = "SET_UNMAP_NOTIFY";
         let index = self
             .inner
             .indices
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&granted.gref())
+            .get(&gref)
             .copied()
             .ok_or_else(|| Error::InvalidArgument {
                 device: Device::Gntalloc,
                 call: CALL,
-                what: format!("{:?} was not granted by this handle", granted.gref()),
+                what: format!("{gref:?} was not granted by this handle"),
             })?;
         if offset >= PAGE_SIZE {
             return Err(Error::InvalidArgument {

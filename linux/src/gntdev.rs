@@ -11,10 +11,11 @@
 use crate::UnmapNotify;
 use crate::error::{Device, Errno, Error};
 use crate::sys::{self, ForeignEnd, Mapping};
+use std::collections::HashMap;
 use std::fs::File;
 use std::marker::PhantomData;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use xen_gnttab::{
     Access, Domid, ForeignMapper, ForeignRef, GntStatus, GrantError, GrantRef, PAGE_SIZE, ReadOnly,
@@ -30,7 +31,13 @@ const MMAP_EAGAIN_PAUSE: Duration = Duration::from_millis(1);
 #[derive(Clone, Debug)]
 pub struct Gntdev {
     file: Arc<File>,
+    /// Live mappings by start address: `(mmap index, pages)`, so that a mapping known only by
+    /// its memory can be found again ([`Gntdev::set_unmap_notify_at`]).
+    maps: Registry,
 }
+
+/// Start address of a mapping → `(mmap index, pages)`.
+type Registry = Arc<Mutex<HashMap<usize, (u64, u32)>>>;
 
 /// One live gntdev mapping, untyped (the [`ForeignMapper::Mapping`]); use it through
 /// [`ForeignMap`](xen_gnttab::ForeignMap) or as a typed [`GntdevMapping`].
@@ -39,6 +46,7 @@ pub struct Gntdev {
 #[derive(Debug)]
 pub struct RawMapping {
     file: Arc<File>,
+    maps: Registry,
     index: u64,
     count: u32,
     map: Option<Mapping>,
@@ -72,7 +80,15 @@ impl RawMapping {
         .map_err(Error::kernel(Device::Gntdev, CALL))
     }
 
+    /// Forgets this mapping in the device's registry (before it goes away).
+    fn unregister(&self) {
+        if let Some(m) = &self.map {
+            lock(&self.maps).remove(&(m.mem::<ReadOnly>().as_ptr() as usize));
+        }
+    }
+
     fn unmap(mut self) -> Result<(), Error> {
+        self.unregister();
         let result = match self.map.take() {
             Some(m) => m.unmap().map_err(Error::kernel(Device::Gntdev, "munmap")),
             None => Ok(()),
@@ -88,6 +104,7 @@ impl RawMapping {
 impl Drop for RawMapping {
     fn drop(&mut self) {
         if self.count > 0 {
+            self.unregister();
             drop(self.map.take());
             let _ = sys::gntdev_unmap(&self.file, self.index, self.count);
         }
@@ -149,7 +166,47 @@ impl Gntdev {
     pub fn open_at(path: impl AsRef<Path>) -> Result<Gntdev, Error> {
         Ok(Gntdev {
             file: Arc::new(crate::open_device(Device::Gntdev, path.as_ref(), false)?),
+            maps: Arc::default(),
         })
+    }
+
+    /// [`UnmapNotify`] for a live mapping of this handle known only by its memory (`page`
+    /// must lie inside one; `offset` is a byte of `page`): for code that reaches the mapping
+    /// through the [`ForeignMapper`] traits, such as a vchan client arming `cli_live`.
+    pub fn set_unmap_notify_at(
+        &self,
+        page: SharedMem<'_, Writable>,
+        offset: usize,
+        notify: UnmapNotify,
+    ) -> Result<(), Error> {
+        const CALL: &str = "SET_UNMAP_NOTIFY";
+        let addr = page.as_ptr() as usize;
+        let found = lock(&self.maps).iter().find_map(|(start, (index, pages))| {
+            let end = start + *pages as usize * PAGE_SIZE;
+            (addr >= *start && addr < end).then(|| (addr - start, *index, end - addr))
+        });
+        let Some((rel, index, room)) = found else {
+            return Err(Error::InvalidArgument {
+                device: Device::Gntdev,
+                call: CALL,
+                what: format!("{addr:#x} is not in a mapping of this handle"),
+            });
+        };
+        if offset >= room.min(page.len()) {
+            return Err(Error::InvalidArgument {
+                device: Device::Gntdev,
+                call: CALL,
+                what: format!("offset {offset} is outside the page"),
+            });
+        }
+        sys::set_unmap_notify(
+            &self.file,
+            sys::IOCTL_GNTDEV_SET_UNMAP_NOTIFY,
+            index + (rel + offset) as u64,
+            notify.action(),
+            notify.port(),
+        )
+        .map_err(Error::kernel(Device::Gntdev, CALL))
     }
 
     /// Maps `refs` of `domid` contiguously, with access `A` (`PROT_READ` only for
@@ -186,6 +243,7 @@ impl Gntdev {
         // From here on, dropping `raw` releases the index.
         let mut raw = RawMapping {
             file: self.file.clone(),
+            maps: self.maps.clone(),
             index,
             count,
             map: None,
@@ -202,6 +260,7 @@ impl Gntdev {
                 Err(e) => return Err(Error::kernel(Device::Gntdev, "mmap")(e)),
             }
         };
+        lock(&self.maps).insert(map.mem::<ReadOnly>().as_ptr() as usize, (index, count));
         raw.map = Some(map);
         Ok(raw)
     }
@@ -252,6 +311,11 @@ fn copy_status(status: i16, r: ForeignRef) -> Result<(), GrantError> {
             "gntdev GRANT_COPY: unknown GNTST status",
         )),
     }
+}
+
+/// The registry, even if a panicking thread poisoned it (it holds plain numbers).
+fn lock(maps: &Registry) -> std::sync::MutexGuard<'_, HashMap<usize, (u64, u32)>> {
+    maps.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl ForeignMapper for Gntdev {

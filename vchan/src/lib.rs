@@ -34,7 +34,9 @@
 //! dies with the page mapped (`IOCTL_*_SET_UNMAP_NOTIFY`); libxenvchan arms it on
 //! `srv_live` (offset 21) and `cli_live` (offset 20). A platform with that capability
 //! implements [`UnmapNotify`] and passes it in the config; without it a crashed peer is
-//! noticed by the timeout instead.
+//! noticed by the timeout instead. On Linux, feature `linux` provides it
+//! (`LinuxUnmapNotify`) and the `xen-vchan` tool (`xen-vchan server|client`, a vchan bridged
+//! to stdin/stdout or a Unix socket, in the spirit of Xen's `vchan-socket-proxy`).
 //!
 //! # Example
 //!
@@ -86,6 +88,8 @@ mod client;
 mod error;
 #[cfg(feature = "std")]
 mod io;
+#[cfg(all(feature = "linux", target_os = "linux"))]
+mod linux;
 pub mod ring;
 mod server;
 
@@ -93,6 +97,8 @@ pub use abi::{Layout, LayoutError};
 pub use channel::{CloseReport, Options, Side, Teardown, Vchan};
 pub use client::{ClientConfig, ClientMem, ClientVchan, connect};
 pub use error::VchanError;
+#[cfg(all(feature = "linux", target_os = "linux"))]
+pub use linux::LinuxUnmapNotify;
 pub use ring::{Broken, Role};
 pub use server::{Listener, ServerConfig, ServerMem, ServerVchan, listen, vchan_path};
 

@@ -16,6 +16,8 @@ const GUEST_PACKAGES: &[&str] = &[
     "xen-utils-common",
     "xenstore-utils",
     "libxenmisc4.17",
+    // Headers and link names for the libxenvchan peer the harness compiles (host side only).
+    "libxen-dev",
     "libxenstore4",
     "libxengnttab1",
     "libxenevtchn1",

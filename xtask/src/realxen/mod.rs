@@ -32,6 +32,20 @@ const INTEROP: &str = "xen-linux-interop";
 /// Seconds the interop binary may run inside dom0 before init gives up on it.
 const INTEROP_LIMIT: u32 = 300;
 
+/// The vchan interop tests, an example of `xen-vchan` (feature `linux`), and the tool they
+/// drive.
+const VCHAN_SUITE: &str = "xen-vchan-realxen";
+/// The `xen-vchan` tool.
+const VCHAN_TOOL: &str = "xen-vchan";
+/// The libxenvchan peer, compiled here from `vchanpeer.c` against Debian's libxenvchan.
+const VCHAN_PEER: &str = "vchanpeer";
+/// Its source.
+const VCHAN_PEER_SRC: &str = include_str!("vchanpeer.c");
+/// How many tests the vchan suite reports: a boot with fewer (it crashed or hung) fails.
+const VCHAN_TESTS: usize = 10;
+/// Seconds the vchan suite may run inside dom0.
+const VCHAN_LIMIT: u32 = 400;
+
 /// Xen tools dom0 needs, relative to the unpacked packages.
 const XEN_TOOLS: &[&str] = &[
     "usr/lib/xen-4.17/bin/xenstored",
@@ -104,8 +118,30 @@ pub fn run(ws: &Workspace, args: &[String]) -> Result {
         INTEROP,
     ]))?;
     let interop = ws.target_dir.join("release/examples").join(INTEROP);
+    cmd::run(cmd::cargo().current_dir(&ws.root).args([
+        "build",
+        "--release",
+        "-p",
+        "xen-vchan",
+        "--features",
+        "linux",
+        "--bin",
+        VCHAN_TOOL,
+        "--example",
+        VCHAN_SUITE,
+    ]))?;
+    let peer = build_peer(&dir, &root)?;
+    let ours = [
+        (INTEROP, interop),
+        (
+            VCHAN_SUITE,
+            ws.target_dir.join("release/examples").join(VCHAN_SUITE),
+        ),
+        (VCHAN_TOOL, ws.target_dir.join("release").join(VCHAN_TOOL)),
+        (VCHAN_PEER, peer),
+    ];
 
-    let images = build_images(&dir, &root, &interop)?;
+    let images = build_images(&dir, &root, &ours)?;
     println!(
         "realxen: images ready in {:.1} s",
         prep.elapsed().as_secs_f64()
@@ -117,7 +153,11 @@ pub fn run(ws: &Workspace, args: &[String]) -> Result {
         let (outcome, wall, log) = boot_with_retry(&dir, &qemu, &images, opts.timeout, run)?;
         report(run, opts.runs, &outcome, wall);
         times.push(wall.as_secs_f64());
-        if outcome.passed() {
+        let vchan = vchan_results(&outcome);
+        if vchan < VCHAN_TESTS {
+            println!("realxen: the vchan suite reported {vchan} of {VCHAN_TESTS} tests");
+        }
+        if outcome.passed() && vchan >= VCHAN_TESTS {
             let _ = std::fs::remove_file(&log);
         } else {
             failures += 1;
@@ -136,6 +176,14 @@ pub fn run(ws: &Workspace, args: &[String]) -> Result {
     } else {
         Err(format!("{failures} of {} real-Xen boots failed", opts.runs))
     }
+}
+
+/// How many results the vchan suite printed (it runs after the interop binary's DONE line).
+fn vchan_results(o: &Outcome) -> usize {
+    o.tests
+        .iter()
+        .filter(|t| t.name.starts_with("vchan_"))
+        .count()
 }
 
 fn report(run: u32, runs: u32, o: &Outcome, wall: Duration) {
@@ -170,8 +218,32 @@ fn io_err(what: &Path) -> impl Fn(std::io::Error) -> String + '_ {
     move |e| format!("{}: {e}", what.display())
 }
 
-/// Builds `xen.bin`, copies the kernel, and writes the dom0 initramfs.
-fn build_images(dir: &Path, root: &Path, interop: &Path) -> Result<Images> {
+/// Compiles the libxenvchan peer against the unpacked headers and library (`libxen-dev`,
+/// `libxenmisc4.17`); a missing C compiler is an error that says so.
+fn build_peer(dir: &Path, root: &Path) -> Result<PathBuf> {
+    let src = dir.join("vchanpeer.c");
+    std::fs::write(&src, VCHAN_PEER_SRC).map_err(io_err(&src))?;
+    let out = dir.join(VCHAN_PEER);
+    let lib = root.join("usr/lib/x86_64-linux-gnu");
+    let cc = host::which("cc").ok_or(
+        "realxen needs a C compiler (`cc`, e.g. apt-get install gcc) to build the libxenvchan peer",
+    )?;
+    cmd::run(
+        Command::new(cc)
+            .args(["-O2", "-Wall", "-Werror", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .arg(format!("-I{}", root.join("usr/include").display()))
+            .arg(format!("-L{}", lib.display()))
+            .arg(format!("-Wl,-rpath-link,{}", lib.display()))
+            .arg("-lxenvchan"),
+    )?;
+    Ok(out)
+}
+
+/// Builds `xen.bin`, copies the kernel, and writes the dom0 initramfs holding `ours`
+/// (`(name in /bin, file)`).
+fn build_images(dir: &Path, root: &Path, ours: &[(&str, PathBuf)]) -> Result<Images> {
     let xen_gz = root.join(format!("boot/xen-{}-amd64.gz", host::XEN_VERSION));
     let xen = dir.join("xen.bin");
     // QEMU's -kernel loads the gunzipped image: a 32-bit ELF with a multiboot header.
@@ -223,8 +295,10 @@ fn build_images(dir: &Path, root: &Path, interop: &Path) -> Result<Images> {
             cpio::Entry::Symlink("xenstore".into()),
         ));
     }
-    add_file(&mut files, &format!("bin/{INTEROP}"), interop)?;
-    elves.push(interop.to_path_buf());
+    for (name, file) in ours {
+        add_file(&mut files, &format!("bin/{name}"), file)?;
+        elves.push(file.clone());
+    }
     for (dest, src) in shared_libraries(root, &elves)? {
         add_file(&mut files, &dest, &src)?;
     }
@@ -410,6 +484,8 @@ timeout 60 xen-init-dom0 >/dev/null || echo "REALXEN-INIT xen-init-dom0 failed"
 echo "REALXEN-READY"
 timeout {INTEROP_LIMIT} /bin/{INTEROP}
 echo "REALXEN-EXIT rc=$?"
+timeout {VCHAN_LIMIT} /bin/{VCHAN_SUITE} /bin
+echo "REALXEN-EXIT {VCHAN_SUITE} rc=$?"
 sync
 poweroff -f
 "#
@@ -593,6 +669,15 @@ mod tests {
     }
 
     #[test]
+    fn a_boot_counts_the_vchan_results() {
+        let mut o = Outcome::default();
+        o.feed("REALXEN-TEST grant_copy PASS (1 ms)", Duration::ZERO);
+        o.feed("REALXEN-TEST vchan_x PASS (1 ms)", Duration::ZERO);
+        o.feed("REALXEN-TEST vchan_y FAIL: no", Duration::ZERO);
+        assert_eq!(vchan_results(&o), 2);
+    }
+
+    #[test]
     fn arguments() {
         let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
         assert_eq!(
@@ -627,8 +712,10 @@ mod tests {
         }
         assert!(init.contains("xenstored --pid-file"));
         let ready = init.find(console::READY).unwrap();
+        let vchan = init.find(&format!("/bin/{VCHAN_SUITE} /bin")).unwrap();
         let tests = init.find(&format!("/bin/{INTEROP}")).unwrap();
         let off = init.find("poweroff -f").unwrap();
-        assert!(ready < tests && tests < off);
+        // The vchan suite runs last: its killed peers must not disturb the grant tests.
+        assert!(ready < tests && tests < vchan && vchan < off);
     }
 }
