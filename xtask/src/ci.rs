@@ -7,7 +7,8 @@
 //! check, and the real-Xen suite (`cargo xtask realxen`, one boot under QEMU). Clippy,
 //! rustdoc and the tests run with all features, so the Linux-only `xen-vchan` tool is checked. Child output passes through live. The summary ends with
 //! `ci: N passed, M failed` counting steps, then `tests: N passed, M failed` counting the
-//! tests that every libtest run reported (unit, integration, doc, trybuild and loom).
+//! tests that every libtest run reported (unit, integration, doc, trybuild and loom) plus
+//! the real-Xen tests of every boot.
 
 use crate::cmd::{self, Result, Workspace};
 use crate::{abi, loom, realxen};

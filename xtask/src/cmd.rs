@@ -67,6 +67,12 @@ pub fn test_totals() -> (u64, u64) {
     )
 }
 
+/// Adds tests that ran outside libtest (the real-Xen suite) to the totals.
+pub fn add_tests(passed: u64, failed: u64) {
+    TESTS_PASSED.fetch_add(passed, Ordering::Relaxed);
+    TESTS_FAILED.fetch_add(failed, Ordering::Relaxed);
+}
+
 /// Reads `test result: ok. 13 passed; 0 failed; ...` into `(13, 0)`.
 fn parse_test_result(line: &str) -> Option<(u64, u64)> {
     let rest = line.trim().strip_prefix("test result: ")?;

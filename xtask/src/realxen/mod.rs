@@ -152,6 +152,8 @@ pub fn run(ws: &Workspace, args: &[String]) -> Result {
     for run in 1..=opts.runs {
         let (outcome, wall, log) = boot_with_retry(&dir, &qemu, &images, opts.timeout, run)?;
         report(run, opts.runs, &outcome, wall);
+        let passed = outcome.tests.iter().filter(|t| t.pass).count() as u64;
+        crate::cmd::add_tests(passed, outcome.tests.len() as u64 - passed);
         times.push(wall.as_secs_f64());
         let vchan = vchan_results(&outcome);
         if vchan < VCHAN_TESTS {
