@@ -13,6 +13,9 @@
 //!   ring, ring to private buffer) and no notifications at all, compiled here with
 //!   `cc -O2` into a shared object and called in this process.
 //!
+//! Arguments `RING:WRITE` (e.g. `64K:64`) run only those cases, and `--rounds=N` sets the
+//! number of rounds (default 3); the BENCH lines are printed only for a full run.
+//!
 //! Prints GB/s per case (median of the rounds) and the ratios, ending with
 //! `BENCH vchan-limit ratio=<lowest ours/C> goal=0.8` and
 //! `BENCH vchan-socketpair ratio=<ours/socketpair at 1 MiB, 64 KiB> goal=2.0`.
@@ -189,24 +192,53 @@ pub fn run(_ws: &crate::cmd::Workspace, args: &[String]) -> crate::cmd::Result {
             Err(format!("bench vchan failed ({status})"))
         };
     }
-    run_cases().map_err(|e| format!("bench vchan: {e}"))
+    run_cases(args).map_err(|e| format!("bench vchan: {e}"))
+}
+
+/// Parses `2K`, `64K`, `1M` or a plain byte count.
+fn parse_size(s: &str) -> Option<usize> {
+    let (num, shift) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 20),
+        _ => (s, 0),
+    };
+    num.parse::<usize>().ok().map(|n| n << shift)
 }
 
 fn gbs(bytes: usize, secs: f64) -> f64 {
     bytes as f64 / secs / 1e9
 }
 
-fn run_cases() -> Result<(), String> {
-    let c = ffi::CLimit::load(&build_c()?)?;
+fn run_cases(args: &[String]) -> Result<(), String> {
     let rings = [2usize << 10, 64 << 10, 1 << 20];
     let writes = [64usize, 2 << 10, 64 << 10];
-    let cases: Vec<(usize, usize)> = rings
-        .iter()
-        .flat_map(|&r| writes.iter().map(move |&w| (r, w)))
-        .collect();
+    let mut rounds = ROUNDS;
+    let mut only = Vec::new();
+    for a in args.iter().filter(|a| *a != "--in-release") {
+        if let Some(n) = a.strip_prefix("--rounds=") {
+            rounds = n.parse().map_err(|_| format!("bad round count `{n}`"))?;
+            continue;
+        }
+        let case = a
+            .split_once(':')
+            .and_then(|(r, w)| Some((parse_size(r)?, parse_size(w)?)))
+            .filter(|(r, w)| rings.contains(r) && writes.contains(w))
+            .ok_or_else(|| format!("unknown argument `{a}` (want RING:WRITE, e.g. 64K:64)"))?;
+        only.push(case);
+    }
+    let full = only.is_empty();
+    let cases: Vec<(usize, usize)> = if full {
+        rings
+            .iter()
+            .flat_map(|&r| writes.iter().map(move |&w| (r, w)))
+            .collect()
+    } else {
+        only
+    };
+    let c = ffi::CLimit::load(&build_c()?)?;
     // [ours, C limit, socketpair, pipe] per case.
     let mut rates = vec![[const { Vec::new() }; 4]; cases.len()];
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         for (i, &(ring, write)) in cases.iter().enumerate() {
             let total = total_for(write);
             let mut order = [0usize, 1, 2, 3];
@@ -223,7 +255,7 @@ fn run_cases() -> Result<(), String> {
         }
     }
     println!(
-        "vchan benchmark: one direction, 2 threads, GB/s, median of {ROUNDS} interleaved rounds"
+        "vchan benchmark: one direction, 2 threads, GB/s, median of {rounds} interleaved rounds"
     );
     println!(
         "{:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
@@ -250,8 +282,10 @@ fn run_cases() -> Result<(), String> {
             o / pp
         );
     }
-    println!("BENCH vchan-limit ratio={lowest:.3} goal=0.8");
-    println!("BENCH vchan-socketpair ratio={sp_big:.3} goal=2.0");
+    if full {
+        println!("BENCH vchan-limit ratio={lowest:.3} goal=0.8");
+        println!("BENCH vchan-socketpair ratio={sp_big:.3} goal=2.0");
+    }
     Ok(())
 }
 
