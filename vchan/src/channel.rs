@@ -358,28 +358,46 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     /// asking for a notification, then polling the peer's indices a while (it is often about
     /// to act, and a sleep costs far more), then a look that asks for a notification, and
     /// only then a sleep on the event channel, up to the deadline.
+    ///
+    /// The deadline is taken after the first look fails: a call that can proceed at once
+    /// (the common case for small writes and reads) does not read the clock at all.
+    #[inline]
     fn blocking<T>(
+        &mut self,
+        mut op: impl FnMut(&mut Self) -> Result<T, VchanError>,
+    ) -> Result<T, VchanError> {
+        self.ask = false;
+        let first = op(self);
+        self.ask = true;
+        match first {
+            Err(VchanError::WouldBlock) => self.blocking_slow(op),
+            other => other,
+        }
+    }
+
+    /// [`blocking`](Self::blocking) after its first look found nothing to do.
+    #[inline(never)]
+    fn blocking_slow<T>(
         &mut self,
         mut op: impl FnMut(&mut Self) -> Result<T, VchanError>,
     ) -> Result<T, VchanError> {
         let deadline = self.deadline();
         loop {
+            if !self.spin() {
+                match op(self) {
+                    Err(VchanError::WouldBlock) => {}
+                    other => return other,
+                }
+                if !self.wait_event(deadline)? {
+                    return Err(VchanError::TimedOut);
+                }
+            }
             self.ask = false;
-            let first = op(self);
+            let again = op(self);
             self.ask = true;
-            match first {
+            match again {
                 Err(VchanError::WouldBlock) => {}
                 other => return other,
-            }
-            if self.spin() {
-                continue;
-            }
-            match op(self) {
-                Err(VchanError::WouldBlock) => {}
-                other => return other,
-            }
-            if !self.wait_event(deadline)? {
-                return Err(VchanError::TimedOut);
             }
         }
     }
