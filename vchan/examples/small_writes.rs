@@ -37,6 +37,30 @@ fn main() {
     let mut server = listener.accept(Duration::from_secs(5)).expect("accept");
     let src: Vec<u8> = (0..size).map(|i| (i * 7) as u8).collect();
     let mut buf = vec![0u8; size];
+    if std::env::var_os("THREADS").is_some() {
+        // Two threads, as `cargo xtask bench vchan` runs it: time and event counts.
+        let start = std::time::Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..iters {
+                    client.write_all(&src).expect("write");
+                }
+            });
+            let mut got = 0;
+            while got < iters * size {
+                got += server.read(&mut buf).expect("read");
+            }
+        });
+        let secs = start.elapsed().as_secs_f64();
+        let (sp, cp) = (server.port(), client.port());
+        println!(
+            "{:.2} GB/s; server port {:?}; client port {:?}",
+            (iters * size) as f64 / secs / 1e9,
+            host.port_stats(srv.domid(), sp),
+            host.port_stats(cli.domid(), cp)
+        );
+        return;
+    }
     let mut sum = 0u64;
     for _ in 0..iters {
         client.write_all(&src).expect("write");
