@@ -17,7 +17,16 @@ fn main() {
     let srv = host.create_domain("server");
     let cli = host.create_domain("client");
     let path = vchan_path(srv.domid(), cli.domid(), 1);
-    let config = ServerConfig::with_orders(path.clone(), 16, 11).expect("orders");
+    let order: u16 = std::env::var("ORDER")
+        .ok()
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(16);
+    let config = ServerConfig::with_orders(
+        path.clone(),
+        order,
+        if order == 10 || order == 20 { 11 } else { 10 },
+    )
+    .expect("orders");
     let listener = listen(
         srv.grants(),
         srv.evtchn(),

@@ -45,8 +45,8 @@ pub struct CloseReport {
 /// Tunables of a channel's blocking calls.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
-    /// How long a blocking call may wait without completing; `None` waits as long as the
-    /// peer stays live. The default is 60 seconds, so that a peer that vanished without
+    /// How long a blocking call may wait without completing (counted from its first sleep,
+    /// after the spin); `None` waits as long as the peer stays live. The default is 60 seconds, so that a peer that vanished without
     /// clearing its live byte gives an error, not a hang.
     pub timeout: Option<Duration>,
     /// How many times a blocking call polls the peer's indices before it sleeps on the
@@ -359,8 +359,10 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     /// to act, and a sleep costs far more), then a look that asks for a notification, and
     /// only then a sleep on the event channel, up to the deadline.
     ///
-    /// The deadline is taken after the first look fails: a call that can proceed at once
-    /// (the common case for small writes and reads) does not read the clock at all.
+    /// The deadline is taken when the call first has to sleep, after its spin: a call that
+    /// proceeds at once or after a short spin (the common case for small writes and reads)
+    /// does not read the clock at all. The spin is bounded ([`Options::spin`] polls), so
+    /// this moves the start of the timeout by microseconds.
     #[inline]
     fn blocking<T>(
         &mut self,
@@ -381,13 +383,14 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         &mut self,
         mut op: impl FnMut(&mut Self) -> Result<T, VchanError>,
     ) -> Result<T, VchanError> {
-        let deadline = self.deadline();
+        let mut deadline = None;
         loop {
             if !self.spin() {
                 match op(self) {
                     Err(VchanError::WouldBlock) => {}
                     other => return other,
                 }
+                let deadline = *deadline.get_or_insert_with(|| self.deadline());
                 if !self.wait_event(deadline)? {
                     return Err(VchanError::TimedOut);
                 }
