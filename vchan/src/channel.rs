@@ -368,24 +368,27 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         &mut self,
         mut op: impl FnMut(&mut Self) -> Result<T, VchanError>,
     ) -> Result<T, VchanError> {
+        let seen = self.rings.snapshot();
         self.ask = false;
         let first = op(self);
         self.ask = true;
         match first {
-            Err(VchanError::WouldBlock) => self.blocking_slow(op),
+            Err(VchanError::WouldBlock) => self.blocking_slow(seen, op),
             other => other,
         }
     }
 
-    /// [`blocking`](Self::blocking) after its first look found nothing to do.
+    /// [`blocking`](Self::blocking) after its first look found nothing to do; `seen` is what
+    /// the peer had published just before that look.
     #[inline(never)]
     fn blocking_slow<T>(
         &mut self,
+        mut seen: Snapshot,
         mut op: impl FnMut(&mut Self) -> Result<T, VchanError>,
     ) -> Result<T, VchanError> {
         let mut deadline = None;
         loop {
-            if !self.spin() {
+            if !self.spin(seen) {
                 match op(self) {
                     Err(VchanError::WouldBlock) => {}
                     other => return other,
@@ -395,6 +398,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
                     return Err(VchanError::TimedOut);
                 }
             }
+            seen = self.rings.snapshot();
             self.ask = false;
             let again = op(self);
             self.ask = true;
@@ -406,10 +410,18 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     }
 
     /// Polls the peer's indices and live byte up to [`Options::spin`] times (yielding the
-    /// CPU now and then where there is an OS to yield to); true once something changed.
-    fn spin(&mut self) -> bool {
-        let start = self.rings.snapshot();
+    /// CPU now and then where there is an OS to yield to); true once they differ from
+    /// `start`.
+    ///
+    /// `start` must be taken *before* the look that found nothing to do: the peer may act
+    /// between that look and the spin, and a baseline taken after it would miss that change
+    /// and spin to the end (with both ends waiting for each other, the whole spin budget on
+    /// every wait of a small ring).
+    fn spin(&mut self, start: Snapshot) -> bool {
         for i in 0..self.opts.spin {
+            if self.rings.snapshot() != start {
+                return true;
+            }
             core::hint::spin_loop();
             #[cfg(feature = "std")]
             if i % 64 == 63 {
@@ -417,9 +429,6 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
             }
             #[cfg(not(feature = "std"))]
             let _ = i;
-            if self.rings.snapshot() != start {
-                return true;
-            }
         }
         false
     }
