@@ -45,8 +45,8 @@ pub struct CloseReport {
 /// Tunables of a channel's blocking calls.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
-    /// How long a blocking call may wait without completing; `None` waits as long as the
-    /// peer stays live. The default is 60 seconds, so that a peer that vanished without
+    /// How long a blocking call may wait without completing (counted from its first sleep,
+    /// after the spin); `None` waits as long as the peer stays live. The default is 60 seconds, so that a peer that vanished without
     /// clearing its live byte gives an error, not a hang.
     pub timeout: Option<Duration>,
     /// How many times a blocking call polls the peer's indices before it sleeps on the
@@ -358,37 +358,70 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     /// asking for a notification, then polling the peer's indices a while (it is often about
     /// to act, and a sleep costs far more), then a look that asks for a notification, and
     /// only then a sleep on the event channel, up to the deadline.
+    ///
+    /// The deadline is taken when the call first has to sleep, after its spin: a call that
+    /// proceeds at once or after a short spin (the common case for small writes and reads)
+    /// does not read the clock at all. The spin is bounded ([`Options::spin`] polls), so
+    /// this moves the start of the timeout by microseconds.
+    #[inline]
     fn blocking<T>(
         &mut self,
         mut op: impl FnMut(&mut Self) -> Result<T, VchanError>,
     ) -> Result<T, VchanError> {
-        let deadline = self.deadline();
+        let seen = self.rings.snapshot();
+        self.ask = false;
+        let first = op(self);
+        self.ask = true;
+        match first {
+            Err(VchanError::WouldBlock) => self.blocking_slow(seen, op),
+            other => other,
+        }
+    }
+
+    /// [`blocking`](Self::blocking) after its first look found nothing to do; `seen` is what
+    /// the peer had published just before that look.
+    #[inline(never)]
+    fn blocking_slow<T>(
+        &mut self,
+        mut seen: Snapshot,
+        mut op: impl FnMut(&mut Self) -> Result<T, VchanError>,
+    ) -> Result<T, VchanError> {
+        let mut deadline = None;
         loop {
+            if !self.spin(seen) {
+                match op(self) {
+                    Err(VchanError::WouldBlock) => {}
+                    other => return other,
+                }
+                let deadline = *deadline.get_or_insert_with(|| self.deadline());
+                if !self.wait_event(deadline)? {
+                    return Err(VchanError::TimedOut);
+                }
+            }
+            seen = self.rings.snapshot();
             self.ask = false;
-            let first = op(self);
+            let again = op(self);
             self.ask = true;
-            match first {
+            match again {
                 Err(VchanError::WouldBlock) => {}
                 other => return other,
-            }
-            if self.spin() {
-                continue;
-            }
-            match op(self) {
-                Err(VchanError::WouldBlock) => {}
-                other => return other,
-            }
-            if !self.wait_event(deadline)? {
-                return Err(VchanError::TimedOut);
             }
         }
     }
 
     /// Polls the peer's indices and live byte up to [`Options::spin`] times (yielding the
-    /// CPU now and then where there is an OS to yield to); true once something changed.
-    fn spin(&mut self) -> bool {
-        let start = self.rings.snapshot();
+    /// CPU now and then where there is an OS to yield to); true once they differ from
+    /// `start`.
+    ///
+    /// `start` must be taken *before* the look that found nothing to do: the peer may act
+    /// between that look and the spin, and a baseline taken after it would miss that change
+    /// and spin to the end (with both ends waiting for each other, the whole spin budget on
+    /// every wait of a small ring).
+    fn spin(&mut self, start: Snapshot) -> bool {
         for i in 0..self.opts.spin {
+            if self.rings.snapshot() != start {
+                return true;
+            }
             core::hint::spin_loop();
             #[cfg(feature = "std")]
             if i % 64 == 63 {
@@ -396,21 +429,38 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
             }
             #[cfg(not(feature = "std"))]
             let _ = i;
-            if self.rings.snapshot() != start {
-                return true;
-            }
         }
         false
     }
 
     /// Reads at least one byte (up to `buf.len()`), blocking until some is ready: `Ok(0)`
     /// only at the end of the stream.
+    #[inline]
     pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, VchanError> {
+        // Bytes ready: one pass over the header, as `try_read` would go when it finds some.
+        let r = self.rings.read_now(buf);
+        if let Some((n, notify)) = self.lift(r)? {
+            if notify {
+                self.signal()?;
+            }
+            return Ok(n);
+        }
         self.blocking(|v| v.try_read(buf))
     }
 
     /// Writes at least one byte of `data`, blocking until there is room.
+    #[inline]
     pub fn write(&mut self, data: &[u8]) -> Result<usize, VchanError> {
+        // Peer live and room in the ring: one pass over the header, as `try_write` would go.
+        if !self.peer_closed {
+            let r = self.rings.write_now(data);
+            if let Some((n, notify)) = self.lift(r)? {
+                if notify {
+                    self.signal()?;
+                }
+                return Ok(n);
+            }
+        }
         self.blocking(|v| v.try_write(data))
     }
 

@@ -102,15 +102,18 @@ impl<M: ForeignMapper> ClientMem<M> {
 }
 
 impl<M: ForeignMapper> RingMem for ClientMem<M> {
+    #[inline]
     fn header(&self) -> SharedMem<'_, Writable> {
         self.shared().mem()
     }
+    #[inline]
     fn rx_chunk(&self, i: usize) -> SharedMem<'_, ReadOnly> {
         match self.layout.right.place {
             Place::InPage(off) => self.header().sub(off, self.layout.right.size()).read_only(),
             Place::Pages { .. } => self.right[i].mem(),
         }
     }
+    #[inline]
     fn tx_chunk(&self, i: usize) -> SharedMem<'_, Writable> {
         match self.layout.left.place {
             Place::InPage(off) => self.header().sub(off, self.layout.left.size()),

@@ -22,8 +22,8 @@
 //! `fence(SeqCst)` where it has `xen_mb()` (the store-then-load of the notify decision).
 
 use crate::abi::{
-    CLI_LIVE, CLI_NOTIFY, LEFT_CONS, LEFT_PROD, NOTIFY_READ, NOTIFY_WRITE, RIGHT_CONS, RIGHT_PROD,
-    SRV_LIVE, SRV_NOTIFY,
+    CLI_LIVE, CLI_NOTIFY, LEFT_CONS, LEFT_PROD, LIVE_CONNECTED, NOTIFY_READ, NOTIFY_WRITE,
+    RIGHT_CONS, RIGHT_PROD, SRV_LIVE, SRV_NOTIFY,
 };
 use xen_gnttab::shared::{Ordering, fence};
 use xen_gnttab::{ReadOnly, SharedMem, Writable};
@@ -216,6 +216,7 @@ impl<M: RingMem> Rings<M> {
         *self.broken.get_or_insert(why)
     }
 
+    #[inline]
     fn check(&self) -> Result<(), Broken> {
         match self.broken {
             Some(b) => Err(b),
@@ -240,8 +241,14 @@ impl<M: RingMem> Rings<M> {
     /// re-read sees our index (the loom models check it), and a clear bit needs no write,
     /// which keeps the header's cache line shared while the peer is not waiting.
     pub fn send_notify(&self, bit: u8) -> bool {
+        self.send_notify_in(self.mem.header(), bit)
+    }
+
+    /// [`send_notify`](Self::send_notify) on a header view the caller already holds (the
+    /// hot paths fetch it once per call).
+    #[inline]
+    fn send_notify_in(&self, h: SharedMem<'_, Writable>, bit: u8) -> bool {
         fence(Ordering::SeqCst);
-        let h = self.mem.header();
         if h.load_u8(self.off.own_notify, Ordering::SeqCst) & bit == 0 {
             return false;
         }
@@ -249,6 +256,7 @@ impl<M: RingMem> Rings<M> {
         prev & bit != 0
     }
 
+    #[inline]
     fn raw_rx(&mut self) -> Result<u32, Broken> {
         let prod = self
             .mem
@@ -266,6 +274,7 @@ impl<M: RingMem> Rings<M> {
         Ok(ready)
     }
 
+    #[inline]
     fn raw_tx(&mut self) -> Result<u32, Broken> {
         let cons = self
             .mem
@@ -284,12 +293,14 @@ impl<M: RingMem> Rings<M> {
     }
 
     /// Bytes ready to read, without asking for a notification (a caller about to spin).
+    #[inline]
     pub fn peek_rx(&mut self) -> Result<usize, Broken> {
         self.check()?;
         Ok(self.raw_rx()? as usize)
     }
 
     /// Bytes free to write, without asking for a notification.
+    #[inline]
     pub fn peek_tx(&mut self) -> Result<usize, Broken> {
         self.check()?;
         Ok(self.raw_tx()? as usize)
@@ -298,6 +309,7 @@ impl<M: RingMem> Rings<M> {
     /// Bytes ready to read. If fewer than `want`, asks the peer to signal its next write and
     /// looks again (libxenvchan's `fast_get_data_ready`): either this call sees the data or
     /// the peer signals.
+    #[inline]
     pub fn poll_rx(&mut self, want: usize) -> Result<usize, Broken> {
         self.check()?;
         let ready = self.raw_rx()?;
@@ -310,6 +322,7 @@ impl<M: RingMem> Rings<M> {
 
     /// Bytes free to write; if fewer than `want`, asks the peer to signal its next read and
     /// looks again (`fast_get_buffer_space`).
+    #[inline]
     pub fn poll_tx(&mut self, want: usize) -> Result<usize, Broken> {
         self.check()?;
         let space = self.raw_tx()?;
@@ -323,6 +336,7 @@ impl<M: RingMem> Rings<M> {
     /// Copies up to the bytes [`poll_rx`](Self::poll_rx) last found ready into `buf`,
     /// publishes the new consumer index and takes the peer's notify request. Returns the
     /// count and whether to signal the peer.
+    #[inline]
     pub fn take(&mut self, buf: &mut [u8]) -> (usize, bool) {
         if self.broken.is_some() {
             return (0, false);
@@ -331,32 +345,19 @@ impl<M: RingMem> Rings<M> {
         if n == 0 {
             return (0, false);
         }
-        let buf = &mut buf[..n];
-        let mask = self.rx.size - 1;
-        let (shift, cmask) = (self.rx.chunk.trailing_zeros(), self.rx.chunk as usize - 1);
-        let mut off = (self.rx_cons & mask) as usize;
-        let mut done = 0;
-        while done < n {
-            let within = off & cmask;
-            let len = (cmask + 1 - within).min(n - done);
-            self.mem
-                .rx_chunk(off >> shift)
-                .read_bytes(within, &mut buf[done..done + len]);
-            done += len;
-            off = (off + len) & mask as usize;
-        }
+        let h = self.mem.header();
+        copy_in(&self.mem, self.rx, self.rx_cons, &mut buf[..n]);
         // n <= rx_avail <= size, so the cast is exact.
         self.rx_cons = self.rx_cons.wrapping_add(n as u32);
         self.rx_avail -= n as u32;
-        self.mem
-            .header()
-            .store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
-        (n, self.send_notify(NOTIFY_READ))
+        h.store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
+        (n, self.send_notify_in(h, NOTIFY_READ))
     }
 
     /// Copies as much of `data` as [`poll_tx`](Self::poll_tx) last found room for into the
     /// ring, publishes the new producer index and takes the peer's notify request. Returns
     /// the count and whether to signal the peer.
+    #[inline]
     pub fn put(&mut self, data: &[u8]) -> (usize, bool) {
         if self.broken.is_some() {
             return (0, false);
@@ -365,28 +366,81 @@ impl<M: RingMem> Rings<M> {
         if n == 0 {
             return (0, false);
         }
-        let mask = self.tx.size - 1;
-        let (shift, cmask) = (self.tx.chunk.trailing_zeros(), self.tx.chunk as usize - 1);
-        let mut off = (self.tx_prod & mask) as usize;
-        let mut done = 0;
-        while done < n {
-            let within = off & cmask;
-            let len = (cmask + 1 - within).min(n - done);
-            self.mem
-                .tx_chunk(off >> shift)
-                .write_bytes(within, &data[done..done + len]);
-            done += len;
-            off = (off + len) & mask as usize;
-        }
+        let h = self.mem.header();
+        copy_out(&self.mem, self.tx, self.tx_prod, &data[..n]);
         self.tx_prod = self.tx_prod.wrapping_add(n as u32);
         self.tx_avail -= n as u32;
-        self.mem
-            .header()
-            .store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
-        (n, self.send_notify(NOTIFY_WRITE))
+        h.store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
+        (n, self.send_notify_in(h, NOTIFY_WRITE))
+    }
+
+    /// A read that needs no waiting, in one pass over the header: if bytes are ready, copies
+    /// up to `buf.len()` of them, publishes the consumer index and takes the peer's notify
+    /// request, as [`peek_rx`](Self::peek_rx) then [`take`](Self::take) would. `Ok(None)`
+    /// when nothing is ready (or `buf` is empty): the caller decides, with the live byte,
+    /// whether to wait.
+    #[inline]
+    pub fn read_now(&mut self, buf: &mut [u8]) -> Result<Option<(usize, bool)>, Broken> {
+        self.check()?;
+        let h = self.mem.header();
+        let prod = h.load_u32(self.off.rx_prod, Ordering::Acquire);
+        let ready = prod.wrapping_sub(self.rx_cons);
+        if ready > self.rx.size {
+            return Err(self.set_broken(Broken::RxOverrun {
+                prod,
+                cons: self.rx_cons,
+                size: self.rx.size,
+            }));
+        }
+        let n = buf.len().min(ready as usize);
+        if n == 0 {
+            self.rx_avail = ready;
+            return Ok(None);
+        }
+        copy_in(&self.mem, self.rx, self.rx_cons, &mut buf[..n]);
+        // n <= ready <= size, so the cast is exact.
+        self.rx_cons = self.rx_cons.wrapping_add(n as u32);
+        self.rx_avail = ready - n as u32;
+        h.store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
+        Ok(Some((n, self.send_notify_in(h, NOTIFY_READ))))
+    }
+
+    /// A write that needs no waiting, in one pass over the header: if the peer's live byte
+    /// says connected and there is room, copies as much of `data` as fits, publishes the
+    /// producer index and takes the peer's notify request, as [`peek_tx`](Self::peek_tx)
+    /// then [`put`](Self::put) would. `Ok(None)` when the peer is not live, the ring is full
+    /// or `data` is empty: the caller's general path decides.
+    #[inline]
+    pub fn write_now(&mut self, data: &[u8]) -> Result<Option<(usize, bool)>, Broken> {
+        self.check()?;
+        let h = self.mem.header();
+        if h.load_u8(self.off.peer_live, Ordering::Acquire) != LIVE_CONNECTED {
+            return Ok(None);
+        }
+        let cons = h.load_u32(self.off.tx_cons, Ordering::Acquire);
+        let used = self.tx_prod.wrapping_sub(cons);
+        if used > self.tx.size {
+            return Err(self.set_broken(Broken::TxOverrun {
+                prod: self.tx_prod,
+                cons,
+                size: self.tx.size,
+            }));
+        }
+        let space = self.tx.size - used;
+        let n = data.len().min(space as usize);
+        if n == 0 {
+            self.tx_avail = space;
+            return Ok(None);
+        }
+        copy_out(&self.mem, self.tx, self.tx_prod, &data[..n]);
+        self.tx_prod = self.tx_prod.wrapping_add(n as u32);
+        self.tx_avail = space - n as u32;
+        h.store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
+        Ok(Some((n, self.send_notify_in(h, NOTIFY_WRITE))))
     }
 
     /// The peer's live byte, as it is now (unvalidated).
+    #[inline]
     pub fn peer_live(&self) -> u8 {
         self.mem
             .header()
@@ -408,6 +462,69 @@ impl<M: RingMem> Rings<M> {
             tx_cons: h.load_u32(self.off.tx_cons, Ordering::Relaxed),
             peer_live: h.load_u8(self.off.peer_live, Ordering::Relaxed),
         }
+    }
+}
+
+/// Copies `buf.len()` bytes (at most a ring) out of the ring we read, from index `at`.
+///
+/// The common case is one copy inside one chunk; crossing a chunk or the ring's end goes
+/// out of line.
+#[inline]
+fn copy_in<M: RingMem>(mem: &M, shape: Shape, at: u32, buf: &mut [u8]) {
+    let off = (at & (shape.size - 1)) as usize;
+    let within = off & (shape.chunk as usize - 1);
+    let first = buf.len().min(shape.chunk as usize - within);
+    mem.rx_chunk(off >> shape.chunk.trailing_zeros())
+        .read_bytes(within, &mut buf[..first]);
+    if first < buf.len() {
+        copy_in_rest(mem, shape, off + first, &mut buf[first..]);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn copy_in_rest<M: RingMem>(mem: &M, shape: Shape, mut off: usize, buf: &mut [u8]) {
+    let mask = shape.size as usize - 1;
+    let (shift, cmask) = (shape.chunk.trailing_zeros(), shape.chunk as usize - 1);
+    let mut done = 0;
+    while done < buf.len() {
+        off &= mask;
+        let within = off & cmask;
+        let len = (cmask + 1 - within).min(buf.len() - done);
+        mem.rx_chunk(off >> shift)
+            .read_bytes(within, &mut buf[done..done + len]);
+        done += len;
+        off += len;
+    }
+}
+
+/// Copies `data` (at most a ring) into the ring we write, from index `at`.
+#[inline]
+fn copy_out<M: RingMem>(mem: &M, shape: Shape, at: u32, data: &[u8]) {
+    let off = (at & (shape.size - 1)) as usize;
+    let within = off & (shape.chunk as usize - 1);
+    let first = data.len().min(shape.chunk as usize - within);
+    mem.tx_chunk(off >> shape.chunk.trailing_zeros())
+        .write_bytes(within, &data[..first]);
+    if first < data.len() {
+        copy_out_rest(mem, shape, off + first, &data[first..]);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn copy_out_rest<M: RingMem>(mem: &M, shape: Shape, mut off: usize, data: &[u8]) {
+    let mask = shape.size as usize - 1;
+    let (shift, cmask) = (shape.chunk.trailing_zeros(), shape.chunk as usize - 1);
+    let mut done = 0;
+    while done < data.len() {
+        off &= mask;
+        let within = off & cmask;
+        let len = (cmask + 1 - within).min(data.len() - done);
+        mem.tx_chunk(off >> shift)
+            .write_bytes(within, &data[done..done + len]);
+        done += len;
+        off += len;
     }
 }
 

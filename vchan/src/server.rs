@@ -120,15 +120,18 @@ impl<G: Grantor> ServerMem<G> {
 }
 
 impl<G: Grantor> RingMem for ServerMem<G> {
+    #[inline]
     fn header(&self) -> SharedMem<'_, Writable> {
         self.shared().mem()
     }
+    #[inline]
     fn rx_chunk(&self, i: usize) -> SharedMem<'_, ReadOnly> {
         match self.layout.left.place {
             Place::InPage(off) => self.header().sub(off, self.layout.left.size()).read_only(),
             Place::Pages { .. } => self.left[i].mem().read_only(),
         }
     }
+    #[inline]
     fn tx_chunk(&self, i: usize) -> SharedMem<'_, Writable> {
         match self.layout.right.place {
             Place::InPage(off) => self.header().sub(off, self.layout.right.size()),

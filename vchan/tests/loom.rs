@@ -175,3 +175,104 @@ fn data_written_before_close_is_seen_after_the_close() {
         writer.join().unwrap();
     });
 }
+
+/// The one-pass paths `Vchan::read`/`write` take first (`read_now`/`write_now`): the writer
+/// publishes with `write_now` while the reader finds nothing, asks and looks again. Either
+/// the reader sees the byte or the writer signals.
+#[test]
+fn write_now_vs_request_notify_no_lost_wakeup() {
+    loom::model(|| {
+        let (mut server, mut client) = pair();
+        // `write_now` writes only to a live peer.
+        server.set_own_live(xen_vchan::abi::LIVE_CONNECTED);
+        let writer = thread::spawn(move || {
+            let (n, notify) = client.write_now(&[9]).unwrap().expect("room for a byte");
+            assert_eq!(n, 1);
+            notify
+        });
+        let saw = server.poll_rx(1).unwrap() == 1;
+        let notified = writer.join().unwrap();
+        assert!(saw || notified, "lost wakeup on the write_now path");
+    });
+}
+
+/// Three bytes through a two-byte ring with the one-pass paths on both ends, each end
+/// falling back to ask-and-sleep when its pass finds nothing to do (what `Vchan::read` and
+/// `Vchan::write` do). No lost wakeup, no overrun, the bytes in order.
+#[test]
+fn stream_with_read_now_and_write_now() {
+    loom::model(|| {
+        let (mut server, mut client) = pair();
+        server.set_own_live(xen_vchan::abi::LIVE_CONNECTED);
+        let to_reader = Arc::new(Event::default());
+        let to_writer = Arc::new(Event::default());
+        let (tr, tw) = (to_reader.clone(), to_writer.clone());
+        let writer = thread::spawn(move || {
+            let data = [1u8, 2, 3];
+            let mut at = 0;
+            while at < data.len() {
+                match client.write_now(&data[at..]).unwrap() {
+                    Some((n, notify)) => {
+                        at += n;
+                        if notify {
+                            tr.notify();
+                        }
+                    }
+                    None => {
+                        if client.poll_tx(1).unwrap() == 0 {
+                            tw.wait();
+                        }
+                    }
+                }
+            }
+        });
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            let mut buf = [0u8; 3];
+            match server.read_now(&mut buf).unwrap() {
+                Some((n, notify)) => {
+                    assert!(n <= SIZE as usize, "read more than the ring holds");
+                    got.extend_from_slice(&buf[..n]);
+                    if notify {
+                        to_writer.notify();
+                    }
+                }
+                None => {
+                    if server.poll_rx(1).unwrap() == 0 {
+                        to_reader.wait();
+                    }
+                }
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(got, [1, 2, 3]);
+    });
+}
+
+/// Why `send_notify` has its `fence(SeqCst)` (the `xen_mb()` of libxenvchan's
+/// `send_notify`, DESIGN invariant 8): the same exchange written with that fence left out
+/// (a release store of the index, then a plain load of the request bit) loses a wakeup:
+/// loom finds an execution where the writer's load misses the request while the reader's
+/// re-read misses the index. This model must fail.
+#[test]
+#[should_panic(expected = "lost wakeup")]
+fn send_notify_without_its_fence_loses_a_wakeup() {
+    use xen_gnttab::shared::{Ordering, fence};
+    use xen_vchan::abi::{CLI_NOTIFY, LEFT_PROD, NOTIFY_WRITE};
+    loom::model(|| {
+        let region = std::sync::Arc::new(SharedRegion::new_zeroed(32));
+        let r2 = region.clone();
+        let writer = thread::spawn(move || {
+            let h = r2.mem();
+            h.store_u32(LEFT_PROD, 1, Ordering::Release);
+            // Missing: fence(Ordering::SeqCst).
+            h.load_u8(CLI_NOTIFY, Ordering::SeqCst) & NOTIFY_WRITE != 0
+        });
+        let h = region.mem();
+        h.fetch_or_u8(CLI_NOTIFY, NOTIFY_WRITE, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let saw = h.load_u32(LEFT_PROD, Ordering::Acquire) == 1;
+        let notified = writer.join().unwrap();
+        assert!(saw || notified, "lost wakeup");
+    });
+}

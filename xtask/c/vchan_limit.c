@@ -7,7 +7,11 @@
  * buffer and publishes its index. The same two copies as a vchan, and nothing else: no
  * notify bytes, no event channel, no checks. A side that cannot proceed spins (with a pause,
  * and a yield every 256 spins), as the xtask ring benchmark's anchor does.
+ *
+ * The reader thread pins itself to `reader_cpu` (if >= 0), as the Rust side pins its
+ * second thread, so that every contender runs on two distinct CPUs.
  */
+#define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -23,6 +27,7 @@ struct ring {
 	long chunk;
 	long total;
 	uint64_t sum;
+	int cpu;
 };
 
 static void relax(unsigned *spins)
@@ -35,6 +40,12 @@ static void relax(unsigned *spins)
 static void *reader(void *arg)
 {
 	struct ring *r = arg;
+	if (r->cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(r->cpu, &set);
+		pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+	}
 	uint8_t *dst = malloc(r->chunk);
 	uint32_t cons = 0;
 	long got = 0;
@@ -62,9 +73,9 @@ static void *reader(void *arg)
 	return NULL;
 }
 
-/* Moves `total` bytes in writes of `chunk` bytes through a ring of `size` bytes; returns
- * the seconds it took, or -1 on a setup failure. */
-double c_vchan_limit(long size, long chunk, long total)
+/* Moves `total` bytes in writes of `chunk` bytes through a ring of `size` bytes, the reader
+ * on CPU `reader_cpu` (-1: anywhere); returns the seconds it took, or -1 on a setup failure. */
+double c_vchan_limit(long size, long chunk, long total, long reader_cpu)
 {
 	struct ring *r;
 	if (posix_memalign((void **)&r, 64, sizeof *r))
@@ -73,6 +84,7 @@ double c_vchan_limit(long size, long chunk, long total)
 	r->size = size;
 	r->chunk = chunk;
 	r->total = total;
+	r->cpu = (int)reader_cpu;
 	if (posix_memalign((void **)&r->buf, 4096, size))
 		return -1;
 	memset(r->buf, 0, size);

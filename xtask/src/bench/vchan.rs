@@ -13,6 +13,15 @@
 //!   ring, ring to private buffer) and no notifications at all, compiled here with
 //!   `cc -O2` into a shared object and called in this process.
 //!
+//! Every contender runs its writer on a second thread and its reader on the calling thread;
+//! where the machine has two CPUs or more, the calling thread is pinned to CPU 0 and the
+//! second thread to CPU 1, for all four alike. Unpinned, the scheduler sometimes put both
+//! threads on one CPU, where every hand-over of a small ring costs a sched_yield, and a case
+//! swung between 0.3 and 5 GB/s from run to run for ours and the C limit alike.
+//!
+//! Arguments `RING:WRITE` (e.g. `64K:64`) run only those cases, and `--rounds=N` sets the
+//! number of rounds (default 3), `--no-pin` leaves the threads to the scheduler; the BENCH lines are printed only for a full run.
+//!
 //! Prints GB/s per case (median of the rounds) and the ratios, ending with
 //! `BENCH vchan-limit ratio=<lowest ours/C> goal=0.8` and
 //! `BENCH vchan-socketpair ratio=<ours/socketpair at 1 MiB, 64 KiB> goal=2.0`.
@@ -34,11 +43,13 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Bytes moved per case: enough for tens of milliseconds at the fastest, few enough that
-/// the slowest (socket calls of 64 bytes) stays short.
+/// Bytes moved per case: enough for tens of milliseconds at the fastest (with 16 MiB, the
+/// 64-byte cases of the rings and the C limit lasted about 5 ms, less than one scheduler
+/// slice on a shared machine, and their medians swung 3x between runs), few enough that the
+/// slowest (socket calls of 64 bytes, about 2 s) stays bearable.
 fn total_for(write: usize) -> usize {
     match write {
-        64 => 16 << 20,
+        64 => 64 << 20,
         _ => 256 << 20,
     }
 }
@@ -85,6 +96,7 @@ fn ours(ring: usize, write: usize, total: usize) -> Result<f64, String> {
     let start = Instant::now();
     std::thread::scope(|s| -> Result<(), String> {
         let writer = s.spawn(|| -> Result<(), String> {
+            pin_second();
             let mut sent = 0;
             while sent < total {
                 let n = write.min(total - sent);
@@ -116,6 +128,7 @@ fn stream<W: Write + Send, R: Read>(mut w: W, mut r: R, write: usize, total: usi
     let start = Instant::now();
     std::thread::scope(|s| -> Result<(), String> {
         let writer = s.spawn(move || -> Result<(), String> {
+            pin_second();
             let mut sent = 0;
             while sent < total {
                 let n = write.min(total - sent);
@@ -146,6 +159,19 @@ fn socketpair(write: usize, total: usize) -> Result<f64, String> {
 fn pipe(write: usize, total: usize) -> Result<f64, String> {
     let (r, w) = ffi::pipe()?;
     stream(w, r, write, total)
+}
+
+/// Whether the threads are pinned (set once, by `run_cases`).
+static PINNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The CPU of the second thread (our writer; the C limit's reader), when pinning.
+const SECOND_CPU: usize = 1;
+
+/// Pins the calling (second) thread to `SECOND_CPU` if the benchmark pins.
+fn pin_second() {
+    if PINNED.load(std::sync::atomic::Ordering::Relaxed) {
+        ffi::pin_to(SECOND_CPU);
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -189,24 +215,61 @@ pub fn run(_ws: &crate::cmd::Workspace, args: &[String]) -> crate::cmd::Result {
             Err(format!("bench vchan failed ({status})"))
         };
     }
-    run_cases().map_err(|e| format!("bench vchan: {e}"))
+    run_cases(args).map_err(|e| format!("bench vchan: {e}"))
+}
+
+/// Parses `2K`, `64K`, `1M` or a plain byte count.
+fn parse_size(s: &str) -> Option<usize> {
+    let (num, shift) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 20),
+        _ => (s, 0),
+    };
+    num.parse::<usize>().ok().map(|n| n << shift)
 }
 
 fn gbs(bytes: usize, secs: f64) -> f64 {
     bytes as f64 / secs / 1e9
 }
 
-fn run_cases() -> Result<(), String> {
-    let c = ffi::CLimit::load(&build_c()?)?;
+fn run_cases(args: &[String]) -> Result<(), String> {
     let rings = [2usize << 10, 64 << 10, 1 << 20];
     let writes = [64usize, 2 << 10, 64 << 10];
-    let cases: Vec<(usize, usize)> = rings
-        .iter()
-        .flat_map(|&r| writes.iter().map(move |&w| (r, w)))
-        .collect();
+    let mut rounds = ROUNDS;
+    let mut only = Vec::new();
+    let mut pin = true;
+    for a in args.iter().filter(|a| *a != "--in-release") {
+        if a == "--no-pin" {
+            pin = false;
+            continue;
+        }
+        if let Some(n) = a.strip_prefix("--rounds=") {
+            rounds = n.parse().map_err(|_| format!("bad round count `{n}`"))?;
+            continue;
+        }
+        let case = a
+            .split_once(':')
+            .and_then(|(r, w)| Some((parse_size(r)?, parse_size(w)?)))
+            .filter(|(r, w)| rings.contains(r) && writes.contains(w))
+            .ok_or_else(|| format!("unknown argument `{a}` (want RING:WRITE, e.g. 64K:64)"))?;
+        only.push(case);
+    }
+    let full = only.is_empty();
+    let cases: Vec<(usize, usize)> = if full {
+        rings
+            .iter()
+            .flat_map(|&r| writes.iter().map(move |&w| (r, w)))
+            .collect()
+    } else {
+        only
+    };
+    let c = ffi::CLimit::load(&build_c()?)?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pinned = pin && cpus >= 2 && ffi::pin_to(0);
+    PINNED.store(pinned, std::sync::atomic::Ordering::Relaxed);
     // [ours, C limit, socketpair, pipe] per case.
     let mut rates = vec![[const { Vec::new() }; 4]; cases.len()];
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         for (i, &(ring, write)) in cases.iter().enumerate() {
             let total = total_for(write);
             let mut order = [0usize, 1, 2, 3];
@@ -214,7 +277,7 @@ fn run_cases() -> Result<(), String> {
             for k in order {
                 let secs = match k {
                     0 => ours(ring, write, total)?,
-                    1 => c.run(ring, write, total)?,
+                    1 => c.run(ring, write, total, pinned.then_some(SECOND_CPU))?,
                     2 => socketpair(write, total)?,
                     _ => pipe(write, total)?,
                 };
@@ -223,7 +286,8 @@ fn run_cases() -> Result<(), String> {
         }
     }
     println!(
-        "vchan benchmark: one direction, 2 threads, GB/s, median of {ROUNDS} interleaved rounds"
+        "vchan benchmark: one direction, 2 threads{}, GB/s, median of {rounds} interleaved rounds",
+        if pinned { " on CPUs 0 and 1" } else { "" }
     );
     println!(
         "{:>8} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
@@ -250,8 +314,10 @@ fn run_cases() -> Result<(), String> {
             o / pp
         );
     }
-    println!("BENCH vchan-limit ratio={lowest:.3} goal=0.8");
-    println!("BENCH vchan-socketpair ratio={sp_big:.3} goal=2.0");
+    if full {
+        println!("BENCH vchan-limit ratio={lowest:.3} goal=0.8");
+        println!("BENCH vchan-socketpair ratio={sp_big:.3} goal=2.0");
+    }
     Ok(())
 }
 
@@ -280,10 +346,24 @@ mod ffi {
         fn dlerror() -> *const c_char;
         #[link_name = "pipe"]
         fn c_pipe(fds: *mut c_int) -> c_int;
+        fn sched_setaffinity(pid: c_int, size: usize, mask: *const u64) -> c_int;
+    }
+
+    /// Pins the calling thread to `cpu` (below 1024); false if the kernel refused.
+    pub fn pin_to(cpu: usize) -> bool {
+        // Linux's `cpu_set_t`: 1024 bits.
+        let mut mask = [0u64; 16];
+        let Some(word) = mask.get_mut(cpu / 64) else {
+            return false;
+        };
+        *word = 1 << (cpu % 64);
+        // SAFETY: pid 0 is the calling thread; `mask` is a live, initialised 128-byte set,
+        // which is the size passed, and the kernel only reads it.
+        unsafe { sched_setaffinity(0, core::mem::size_of_val(&mask), mask.as_ptr()) == 0 }
     }
     const RTLD_NOW: c_int = 2;
 
-    type LimitFn = unsafe extern "C" fn(c_long, c_long, c_long) -> f64;
+    type LimitFn = unsafe extern "C" fn(c_long, c_long, c_long, c_long) -> f64;
 
     /// `c_vchan_limit` from the loaded shared object (never unloaded).
     pub struct CLimit {
@@ -319,19 +399,27 @@ mod ffi {
                 return Err(last_error());
             }
             // SAFETY: `c_vchan_limit` in xtask/c/vchan_limit.c has exactly the signature
-            // `double (long, long, long)`, which `LimitFn` spells; the library stays loaded
+            // `double (long, long, long, long)`, which `LimitFn` spells; the library stays loaded
             // for the life of the process.
             let f = unsafe { std::mem::transmute::<*mut c_void, LimitFn>(sym) };
             Ok(CLimit { f })
         }
 
-        /// Moves `total` bytes in `write`-byte writes through a `ring`-byte ring; seconds.
-        pub fn run(&self, ring: usize, write: usize, total: usize) -> Result<f64, String> {
+        /// Moves `total` bytes in `write`-byte writes through a `ring`-byte ring, the reader
+        /// thread on `reader_cpu` if given; seconds.
+        pub fn run(
+            &self,
+            ring: usize,
+            write: usize,
+            total: usize,
+            reader_cpu: Option<usize>,
+        ) -> Result<f64, String> {
             let arg = |v: usize| c_long::try_from(v).map_err(|e| e.to_string());
             let (ring, write, total) = (arg(ring)?, arg(write)?, arg(total)?);
+            let cpu = reader_cpu.map_or(Ok(-1), arg)?;
             // SAFETY: the function takes plain integers; it allocates, runs and joins its
             // own reader thread and frees everything before returning.
-            let secs = unsafe { (self.f)(ring, write, total) };
+            let secs = unsafe { (self.f)(ring, write, total, cpu) };
             if secs < 0.0 {
                 return Err("the C limit could not set up".into());
             }
