@@ -50,7 +50,9 @@ pub struct Options {
     /// clearing its live byte gives an error, not a hang.
     pub timeout: Option<Duration>,
     /// How many times a blocking call polls the peer's indices before it sleeps on the
-    /// event channel (the peer is often about to act; a sleep costs far more).
+    /// event channel (the peer is often about to act; a sleep costs far more). The default
+    /// is 2000, and 0 when this process can use only one CPU (the peer cannot act while we
+    /// spin there).
     pub spin: u32,
     /// Damps event storms (XSA-391): events after which nothing changed in shared memory
     /// delay re-arming the port, up to a cap.
@@ -61,10 +63,34 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             timeout: Some(Duration::from_secs(60)),
-            spin: 2000,
+            spin: default_spin(),
             damper: Damper::linux(),
         }
     }
+}
+
+/// Counts of a channel's costly operations since it connected (see [`Vchan::stats`]): under
+/// emulation, and on hardware for small transfers, these decide throughput.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Event-channel notifications sent to the peer for its requests (one `notify` each).
+    pub notifies: u64,
+    /// Waits on the event channel (one or more sleeps each, until an event or the deadline).
+    pub waits: u64,
+    /// Events on our port taken by those waits (each followed by an unmask).
+    pub events: u64,
+}
+
+/// The spin budget for [`Options::default`]: 2000 polls, or none where the process can run
+/// on one CPU only (with `std`; a dom0 with one vCPU, a pinned process). There the peer
+/// cannot act while we spin, so every poll is wasted and only delays the sleep that lets it
+/// run.
+fn default_spin() -> u32 {
+    #[cfg(feature = "std")]
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() == 1) {
+        return 0;
+    }
+    2000
 }
 
 /// How long one event-channel wait lasts when there is no deadline.
@@ -98,6 +124,7 @@ pub struct Vchan<S: Side, E: EventChannels, X: Xenstore> {
     /// Whether a call that finds too little asks the peer for a notification (always, except
     /// on a blocking call's first look, before it spins).
     ask: bool,
+    stats: Stats,
 }
 
 impl<S: Side, E: EventChannels, X: Xenstore> core::fmt::Debug for Vchan<S, E, X> {
@@ -136,7 +163,13 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
             disconnected: false,
             closed: false,
             ask: true,
+            stats: Stats::default(),
         }
+    }
+
+    /// Counts of notifications sent, waits and events taken since the channel connected.
+    pub fn stats(&self) -> Stats {
+        self.stats
     }
 
     /// Which end this is.
@@ -217,6 +250,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     }
 
     fn signal(&mut self) -> Result<(), VchanError> {
+        self.stats.notifies += 1;
         self.ev.notify(self.port).map_err(VchanError::from)
     }
 
@@ -500,17 +534,29 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     /// signal), or after [`data_ready`](Self::data_ready) / [`buffer_space`](Self::buffer_space).
     pub fn wait(&mut self, timeout: Duration) -> Result<bool, VchanError> {
         let deadline = self.xs.now().saturating_add(timeout);
-        self.wait_event(Some(deadline))
+        self.wait_event_first(Some(deadline), Some(timeout))
     }
 
     /// Sleeps until our port fires (true) or the deadline passes (false). After an event in
     /// which nothing changed in shared memory, re-arming the port is delayed as the damper
     /// says, so a storm costs O(log n) wake-ups, not n.
     pub(crate) fn wait_event(&mut self, deadline: Option<Duration>) -> Result<bool, VchanError> {
+        self.wait_event_first(deadline, None)
+    }
+
+    /// [`wait_event`](Self::wait_event), with the first sleep's length when the caller just
+    /// computed the deadline from it (one clock read less per wait).
+    fn wait_event_first(
+        &mut self,
+        deadline: Option<Duration>,
+        mut first: Option<Duration>,
+    ) -> Result<bool, VchanError> {
+        self.stats.waits += 1;
         loop {
-            let left = match deadline {
-                None => SLICE,
-                Some(d) => {
+            let left = match (first.take(), deadline) {
+                (Some(t), _) => t,
+                (None, None) => SLICE,
+                (None, Some(d)) => {
                     let now = self.xs.now();
                     if now >= d {
                         return Ok(false);
@@ -520,6 +566,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
             };
             match self.ev.wait(left)? {
                 Some(p) if p == self.port => {
+                    self.stats.events += 1;
                     let now = self.rings.snapshot();
                     let work = now != self.seen;
                     self.seen = now;

@@ -121,7 +121,7 @@ pub mod ring;
 mod server;
 
 pub use abi::{Layout, LayoutError};
-pub use channel::{CloseReport, Options, Side, Teardown, Vchan};
+pub use channel::{CloseReport, Options, Side, Stats, Teardown, Vchan};
 pub use client::{ClientConfig, ClientMem, ClientVchan, connect};
 pub use error::VchanError;
 #[cfg(all(feature = "linux", target_os = "linux"))]
