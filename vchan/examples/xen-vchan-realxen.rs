@@ -159,8 +159,16 @@ mod suite {
             .ok_or_else(|| format!("no rate in {err:?}"))
     }
 
-    /// One-way `BIG` bytes, server to client, with `ring`-byte rings; the receiver's rate.
-    fn one_way(b: &Bins, ours: bool, ring: usize, n: u32) -> Result<f64, String> {
+    /// The counters our tool printed (`N notifies sent, ...`), or "" for the C peer.
+    fn counters(err: &str) -> &str {
+        err.split(" | ")
+            .find(|l| l.contains("notifies sent"))
+            .map_or("", |l| l.trim_start_matches("xen-vchan: "))
+    }
+
+    /// One-way `BIG` bytes, server to client, with `ring`-byte rings; the receiver's rate
+    /// and, for ours, both ends' counters.
+    fn one_way(b: &Bins, ours: bool, ring: usize, n: u32) -> Result<(f64, String), String> {
         let p = path(n);
         let big = BIG.to_string();
         let ring = ring.to_string();
@@ -202,16 +210,21 @@ mod suite {
             (s, c)
         };
         let c = cli.ok(Duration::from_secs(180))?;
-        srv.ok(Duration::from_secs(30))?;
-        mbps(&c)
+        let s = srv.ok(Duration::from_secs(30))?;
+        let detail = if ours {
+            format!("sender: {}; receiver: {}", counters(&s), counters(&c))
+        } else {
+            String::new()
+        };
+        Ok((mbps(&c)?, detail))
     }
 
     /// Ours against ours and libxenvchan against libxenvchan, `ring`-byte rings, same boot.
     fn throughput(b: &Bins, ring: usize, n: u32) -> Result<String, String> {
-        let ours = one_way(b, true, ring, n)?;
-        let theirs = one_way(b, false, ring, n + 1)?;
+        let (ours, detail) = one_way(b, true, ring, n)?;
+        let (theirs, _) = one_way(b, false, ring, n + 1)?;
         let line = format!(
-            "vchan throughput dom0->dom0, {} KiB rings, 64 MiB verified: ours {ours:.1} MB/s, libxenvchan {theirs:.1} MB/s (ratio {:.2})",
+            "vchan throughput dom0->dom0, {} KiB rings, 64 MiB verified: ours {ours:.1} MB/s, libxenvchan {theirs:.1} MB/s (ratio {:.2}); ours: {detail}",
             ring / 1024,
             ours / theirs
         );
