@@ -159,11 +159,15 @@ mod suite {
             .ok_or_else(|| format!("no rate in {err:?}"))
     }
 
-    /// The counters our tool printed (`N notifies sent, ...`), or "" for the C peer.
+    /// The counters a peer printed: ours `N notifies sent, W waits, ...`, the C peer's
+    /// `W waits` (libxenvchan keeps no count of its notifies).
     fn counters(err: &str) -> &str {
         err.split(" | ")
-            .find(|l| l.contains("notifies sent"))
-            .map_or("", |l| l.trim_start_matches("xen-vchan: "))
+            .find(|l| l.contains(" waits"))
+            .map_or("", |l| {
+                l.trim_start_matches("xen-vchan: ")
+                    .trim_start_matches("vchanpeer: ")
+            })
     }
 
     /// One-way `BIG` bytes, server to client, with `ring`-byte rings; the receiver's rate
@@ -211,20 +215,16 @@ mod suite {
         };
         let c = cli.ok(Duration::from_secs(180))?;
         let s = srv.ok(Duration::from_secs(30))?;
-        let detail = if ours {
-            format!("sender: {}; receiver: {}", counters(&s), counters(&c))
-        } else {
-            String::new()
-        };
+        let detail = format!("sender: {}; receiver: {}", counters(&s), counters(&c));
         Ok((mbps(&c)?, detail))
     }
 
     /// Ours against ours and libxenvchan against libxenvchan, `ring`-byte rings, same boot.
     fn throughput(b: &Bins, ring: usize, n: u32) -> Result<String, String> {
         let (ours, detail) = one_way(b, true, ring, n)?;
-        let (theirs, _) = one_way(b, false, ring, n + 1)?;
+        let (theirs, their_detail) = one_way(b, false, ring, n + 1)?;
         let line = format!(
-            "vchan throughput dom0->dom0, {} KiB rings, 64 MiB verified: ours {ours:.1} MB/s, libxenvchan {theirs:.1} MB/s (ratio {:.2}); ours: {detail}",
+            "vchan throughput dom0->dom0, {} KiB rings, 64 MiB verified: ours {ours:.1} MB/s, libxenvchan {theirs:.1} MB/s (ratio {:.2}); ours: {detail}; libxenvchan: {their_detail}",
             ring / 1024,
             ours / theirs
         );

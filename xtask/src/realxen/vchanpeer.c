@@ -89,7 +89,7 @@ int main(int argc, char **argv)
     }
     c->blocking = 0;
     static uint8_t out[65536], in[65536];
-    uint64_t sent = 0, got = 0;
+    uint64_t sent = 0, got = 0, waits = 0;
     size_t out_len = 0, out_at = 0;
     double first = 0, t0 = now();
     while (sent < send || got < expect) {
@@ -134,12 +134,14 @@ int main(int argc, char **argv)
                         (unsigned long long)sent, (unsigned long long)got);
                 return 1;
             }
+            waits++;
             if (libxenvchan_wait(c) < 0) {
                 perror("vchanpeer: libxenvchan_wait");
                 return 1;
             }
         }
     }
+    fprintf(stderr, "vchanpeer: %llu waits\n", (unsigned long long)waits);
     if (expect)
         fprintf(stderr, "vchanpeer: received %llu bytes, all verified, %.1f MB/s\n",
                 (unsigned long long)expect, expect / (now() - first) / 1e6);
