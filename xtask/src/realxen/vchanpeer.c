@@ -87,6 +87,17 @@ int main(int argc, char **argv)
         perror("vchanpeer: libxenvchan init");
         return 1;
     }
+    /*
+     * A server waits for its client before sending, as the xen-vchan tool (whose listener
+     * hands out a channel only once the client is connected) does: otherwise it fills the
+     * ring before the client starts, and the transfer settles into other batches than ours
+     * for a reason that has nothing to do with the channel.
+     */
+    while (server && libxenvchan_is_open(c) == 2)
+        if (libxenvchan_wait(c) < 0) {
+            perror("vchanpeer: waiting for the client");
+            return 1;
+        }
     c->blocking = 0;
     static uint8_t out[65536], in[65536];
     uint64_t sent = 0, got = 0, waits = 0;
