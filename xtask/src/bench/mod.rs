@@ -20,6 +20,8 @@ macro_rules! benches {
 }
 
 // One line per benchmark, e.g. `ring => "front/back ring round trips per second",`.
+mod anchor;
+
 benches! {
     ring => "front/back ring round trips per second, ours against Xen's ring.h in C",
     vchan => "vchan one-way throughput against a socketpair, a pipe and a C byte ring",

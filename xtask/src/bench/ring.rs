@@ -285,23 +285,7 @@ fn workspace_root() -> PathBuf {
 
 /// Builds the C anchor into `target/xtask-bench/libring_bench.so`.
 fn build_c() -> Result<PathBuf, String> {
-    let root = workspace_root();
-    let dir = root.join("target").join("xtask-bench");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let so = dir.join("libring_bench.so");
-    let src = root.join("xtask").join("c").join("ring_bench.c");
-    let status = Command::new("cc")
-        .args([
-            "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-pthread", "-o",
-        ])
-        .arg(&so)
-        .arg(&src)
-        .status()
-        .map_err(|e| format!("running cc: {e}"))?;
-    if !status.success() {
-        return Err(format!("cc failed on {}", src.display()));
-    }
-    Ok(so)
+    super::anchor::build("ring_bench")
 }
 
 /// Entry point of `cargo xtask bench ring` (registered in `bench/mod.rs`).
@@ -405,18 +389,11 @@ fn run_cases() -> Result<(), String> {
     Ok(())
 }
 
-/// The only unsafe code of the xtask: loading the C anchor and calling it.
+/// The unsafe code of this benchmark: the typed load of the C anchor and the call into it.
 #[allow(unsafe_code)]
 mod ffi {
-    use std::ffi::{CString, c_char, c_int, c_long, c_void};
+    use std::ffi::{c_int, c_long};
     use std::path::Path;
-
-    unsafe extern "C" {
-        fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
-        fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
-        fn dlerror() -> *const c_char;
-    }
-    const RTLD_NOW: c_int = 2;
 
     type BenchFn = unsafe extern "C" fn(c_int, c_int, c_long, *mut c_long) -> f64;
 
@@ -425,38 +402,11 @@ mod ffi {
         f: BenchFn,
     }
 
-    fn last_error() -> String {
-        // SAFETY: dlerror returns null or a NUL-terminated string valid until the next dl*
-        // call on this thread; we copy it at once.
-        let e = unsafe { dlerror() };
-        if e.is_null() {
-            "unknown dl error".into()
-        } else {
-            // SAFETY: non-null, NUL-terminated (see above).
-            unsafe { std::ffi::CStr::from_ptr(e) }
-                .to_string_lossy()
-                .into_owned()
-        }
-    }
 
     impl CBench {
         pub fn load(path: &Path) -> Result<Self, String> {
-            let p = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
-            // SAFETY: `p` is a valid NUL-terminated path; the library we built has no
-            // initialisers with preconditions.
-            let h = unsafe { dlopen(p.as_ptr(), RTLD_NOW) };
-            if h.is_null() {
-                return Err(last_error());
-            }
-            // SAFETY: `h` is a live handle (never closed); the name is NUL-terminated.
-            let sym = unsafe { dlsym(h, c"c_ring_bench".as_ptr()) };
-            if sym.is_null() {
-                return Err(last_error());
-            }
-            // SAFETY: `c_ring_bench` in xtask/c/ring_bench.c has exactly the signature
-            // `double (int, int, long, long *)`, which `BenchFn` spells; the library stays
-            // loaded for the life of the process.
-            let f = unsafe { std::mem::transmute::<*mut c_void, BenchFn>(sym) };
+            // SAFETY: `c_ring_bench` in xtask/c/ring_bench.c has exactly the signature `BenchFn` spells.
+            let f = unsafe { crate::bench::anchor::load::<BenchFn>(path, c"c_ring_bench")? };
             Ok(CBench { f })
         }
 

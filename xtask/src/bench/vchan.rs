@@ -181,21 +181,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Builds the C limit into `target/xtask-bench/libvchan_limit.so`.
 fn build_c() -> Result<PathBuf, String> {
-    let root = workspace_root();
-    let dir = root.join("target").join("xtask-bench");
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let so = dir.join("libvchan_limit.so");
-    let src = root.join("xtask").join("c").join("vchan_limit.c");
-    let status = Command::new("cc")
-        .args(["-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-pthread", "-o"])
-        .arg(&so)
-        .arg(&src)
-        .status()
-        .map_err(|e| format!("running cc: {e}"))?;
-    if !status.success() {
-        return Err(format!("cc failed on {}", src.display()));
-    }
-    Ok(so)
+    super::anchor::build("vchan_limit")
 }
 
 /// Entry point of `cargo xtask bench vchan` (registered in `bench/mod.rs`).
@@ -335,15 +321,12 @@ fn size(b: usize) -> String {
 /// a pipe.
 #[allow(unsafe_code)]
 mod ffi {
-    use std::ffi::{CString, c_char, c_int, c_long, c_void};
+    use std::ffi::{c_int, c_long};
     use std::fs::File;
     use std::os::fd::FromRawFd;
     use std::path::Path;
 
     unsafe extern "C" {
-        fn dlopen(filename: *const c_char, flag: c_int) -> *mut c_void;
-        fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
-        fn dlerror() -> *const c_char;
         #[link_name = "pipe"]
         fn c_pipe(fds: *mut c_int) -> c_int;
         fn sched_setaffinity(pid: c_int, size: usize, mask: *const u64) -> c_int;
@@ -361,7 +344,6 @@ mod ffi {
         // which is the size passed, and the kernel only reads it.
         unsafe { sched_setaffinity(0, core::mem::size_of_val(&mask), mask.as_ptr()) == 0 }
     }
-    const RTLD_NOW: c_int = 2;
 
     type LimitFn = unsafe extern "C" fn(c_long, c_long, c_long, c_long) -> f64;
 
@@ -370,38 +352,11 @@ mod ffi {
         f: LimitFn,
     }
 
-    fn last_error() -> String {
-        // SAFETY: dlerror returns null or a NUL-terminated string valid until the next dl*
-        // call on this thread; we copy it at once.
-        let e = unsafe { dlerror() };
-        if e.is_null() {
-            "unknown dl error".into()
-        } else {
-            // SAFETY: non-null, NUL-terminated (see above).
-            unsafe { std::ffi::CStr::from_ptr(e) }
-                .to_string_lossy()
-                .into_owned()
-        }
-    }
 
     impl CLimit {
         pub fn load(path: &Path) -> Result<Self, String> {
-            let p = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
-            // SAFETY: `p` is a valid NUL-terminated path; the library we built has no
-            // initialisers with preconditions.
-            let h = unsafe { dlopen(p.as_ptr(), RTLD_NOW) };
-            if h.is_null() {
-                return Err(last_error());
-            }
-            // SAFETY: `h` is a live handle (never closed); the name is NUL-terminated.
-            let sym = unsafe { dlsym(h, c"c_vchan_limit".as_ptr()) };
-            if sym.is_null() {
-                return Err(last_error());
-            }
-            // SAFETY: `c_vchan_limit` in xtask/c/vchan_limit.c has exactly the signature
-            // `double (long, long, long, long)`, which `LimitFn` spells; the library stays loaded
-            // for the life of the process.
-            let f = unsafe { std::mem::transmute::<*mut c_void, LimitFn>(sym) };
+            // SAFETY: `c_vchan_limit` in xtask/c/vchan_limit.c has exactly the signature `LimitFn` spells.
+            let f = unsafe { crate::bench::anchor::load::<LimitFn>(path, c"c_vchan_limit")? };
             Ok(CLimit { f })
         }
 
