@@ -495,22 +495,60 @@ impl<X: Xenstore> Frontend<X> {
         timeout: Duration,
         until: impl Fn(Phase) -> bool,
     ) -> Result<Phase, HandshakeError> {
-        let machine = core::cell::RefCell::new(&mut self.machine);
-        let r = self.engine.run(
-            timeout,
-            "close",
-            &mut |s| machine.borrow_mut().step(s),
-            &|| until(machine.borrow().phase()),
-            &mut |e, a| match a {
-                Action::Switch(s) => e.switch(s),
-                _ => Ok(()),
-            },
-        );
-        let phase = machine.borrow().phase();
-        match r {
-            Err(HandshakeError::Timeout { .. }) if timeout.is_zero() => Ok(phase),
-            r => r.map(|()| phase),
-        }
+        wait_for(&mut self.engine, &mut self.machine, timeout, until)
+    }
+}
+
+/// What the runners need of a state machine once connected: step on a peer state, and say
+/// the phase.
+trait Machine {
+    fn step(&mut self, peer: XenbusState) -> Result<Action, HandshakeError>;
+    fn phase(&self) -> Phase;
+}
+
+impl Machine for FrontendMachine {
+    fn step(&mut self, peer: XenbusState) -> Result<Action, HandshakeError> {
+        FrontendMachine::step(self, peer)
+    }
+    fn phase(&self) -> Phase {
+        FrontendMachine::phase(self)
+    }
+}
+
+impl Machine for BackendMachine {
+    fn step(&mut self, peer: XenbusState) -> Result<Action, HandshakeError> {
+        BackendMachine::step(self, peer)
+    }
+    fn phase(&self) -> Phase {
+        BackendMachine::phase(self)
+    }
+}
+
+/// Runs `machine` on the peer's state changes until `until` holds for its phase (used for
+/// closing, where the only action is switching our own state; anything else, such as a peer
+/// going back to Initialised, is ignored rather than re-read). A zero timeout polls once and
+/// returns the phase reached instead of a timeout.
+fn wait_for<X: Xenstore, M: Machine>(
+    engine: &mut Engine<X>,
+    machine: &mut M,
+    timeout: Duration,
+    until: impl Fn(Phase) -> bool,
+) -> Result<Phase, HandshakeError> {
+    let machine = core::cell::RefCell::new(machine);
+    let r = engine.run(
+        timeout,
+        "close",
+        &mut |s| machine.borrow_mut().step(s),
+        &|| until(machine.borrow().phase()),
+        &mut |e, a| match a {
+            Action::Switch(s) => e.switch(s),
+            _ => Ok(()),
+        },
+    );
+    let phase = machine.borrow().phase();
+    match r {
+        Err(HandshakeError::Timeout { .. }) if timeout.is_zero() => Ok(phase),
+        r => r.map(|()| phase),
     }
 }
 
@@ -619,24 +657,7 @@ impl<X: Xenstore> Backend<X> {
         timeout: Duration,
         until: impl Fn(Phase) -> bool,
     ) -> Result<Phase, HandshakeError> {
-        let machine = core::cell::RefCell::new(&mut self.machine);
-        let r = self.engine.run(
-            timeout,
-            "close",
-            &mut |s| machine.borrow_mut().step(s),
-            &|| until(machine.borrow().phase()),
-            &mut |e, a| match a {
-                Action::Switch(s) => e.switch(s),
-                // Not reachable once connected; a frontend that goes back to Initialised is
-                // ignored rather than re-read.
-                _ => Ok(()),
-            },
-        );
-        let phase = machine.borrow().phase();
-        match r {
-            Err(HandshakeError::Timeout { .. }) if timeout.is_zero() => Ok(phase),
-            r => r.map(|()| phase),
-        }
+        wait_for(&mut self.engine, &mut self.machine, timeout, until)
     }
 }
 
