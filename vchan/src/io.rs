@@ -18,7 +18,8 @@ impl<S: Side, E: EventChannels, X: Xenstore> std::io::Write for Vchan<S, E, X> {
         Vchan::write(self, buf).map_err(Into::into)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        // Every write is published (and signalled if the peer asked) before it returns.
-        Ok(())
+        // A plain write is published and signalled before it returns; this signals for bytes
+        // `write_more` held back.
+        Vchan::flush(self).map_err(Into::into)
     }
 }

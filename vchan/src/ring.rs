@@ -374,6 +374,31 @@ impl<M: RingMem> Rings<M> {
         (n, self.send_notify_in(h, NOTIFY_WRITE))
     }
 
+    /// [`put`](Self::put) without the notify decision: copies as much of `data` as
+    /// [`poll_tx`](Self::poll_tx) last found room for and publishes the producer index, but
+    /// neither fences nor looks at the peer's request. The bytes are visible to a reader that
+    /// looks; one that sleeps waiting for them is woken only by a later
+    /// [`send_notify`](Self::send_notify)`(NOTIFY_WRITE)` (or a later `put`/`write_now`,
+    /// which takes the request for every byte published before it). The caller must make that
+    /// call before it waits or stops writing.
+    #[inline]
+    pub fn put_more(&mut self, data: &[u8]) -> usize {
+        if self.broken.is_some() {
+            return 0;
+        }
+        let n = data.len().min(self.tx_avail as usize);
+        if n == 0 {
+            return 0;
+        }
+        copy_out(&self.mem, self.tx, self.tx_prod, &data[..n]);
+        self.tx_prod = self.tx_prod.wrapping_add(n as u32);
+        self.tx_avail -= n as u32;
+        self.mem
+            .header()
+            .store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
+        n
+    }
+
     /// A read that needs no waiting, in one pass over the header: if bytes are ready, copies
     /// up to `buf.len()` of them, publishes the consumer index and takes the peer's notify
     /// request, as [`peek_rx`](Self::peek_rx) then [`take`](Self::take) would. `Ok(None)`

@@ -245,3 +245,120 @@ fn blocking_read_times_out_on_a_silent_peer() {
     assert!(t.elapsed() >= Duration::from_millis(100));
     assert!(t.elapsed() < Duration::from_secs(5));
 }
+
+/// `write_more` publishes at once but signals a reader that asked only once half the ring
+/// was written that way, or at a flush; a flush with nothing held back signals nothing.
+#[test]
+fn write_more_signals_at_half_the_ring_or_at_a_flush() {
+    let w = World::new();
+    // Client writes the left ring: 1024 bytes (order 10).
+    let (mut s, mut c) = w.pair(10, 11);
+    assert_eq!(c.tx_size(), 1024);
+    // The server asks to be told about the next write.
+    assert_eq!(s.data_ready().unwrap(), 0);
+    let before = c.stats().notifies;
+    assert_eq!(c.write_more(&[7u8; 300]).unwrap(), 300);
+    // Published at once: a reader that looks sees it.
+    assert_eq!(s.data_ready().unwrap(), 300);
+    assert_eq!(c.stats().notifies, before, "signalled before half the ring");
+    assert_eq!(c.try_write_more(&[7u8; 211]).unwrap(), 211);
+    assert_eq!(c.stats().notifies, before, "signalled below half the ring");
+    // 512 bytes held: the request is taken and the server signalled.
+    assert_eq!(c.try_write_more(&[7u8]).unwrap(), 1);
+    assert_eq!(c.stats().notifies, before + 1);
+    let mut b = vec![0u8; 512];
+    s.read_exact(&mut b).unwrap();
+    assert!(b.iter().all(|x| *x == 7));
+    // Asked again, told at the flush; a second flush has nothing to say.
+    assert_eq!(s.data_ready().unwrap(), 0);
+    c.write_more(b"tail").unwrap();
+    assert_eq!(c.stats().notifies, before + 1);
+    Write::flush(&mut c).unwrap();
+    assert_eq!(c.stats().notifies, before + 2);
+    c.flush().unwrap();
+    assert_eq!(c.stats().notifies, before + 2);
+    let mut t = [0u8; 4];
+    s.read_exact(&mut t).unwrap();
+    assert_eq!(&t, b"tail");
+}
+
+/// A writer holding back its signal never leaves a reader asleep: a full ring flushes
+/// before `WouldBlock`, and a blocked reader in another thread gets every byte of a
+/// `write_more` stream whose writer never calls `flush` (the waits flush).
+#[test]
+fn write_more_never_strands_a_sleeping_reader() {
+    let w = World::new();
+    let (mut s, mut c) = w.pair(10, 11);
+    assert_eq!(s.data_ready().unwrap(), 0);
+    let before = c.stats().notifies;
+    assert_eq!(c.try_write_more(&[1u8; 400]).unwrap(), 400);
+    assert_eq!(s.data_ready().unwrap(), 400);
+    // Full after 624 more bytes (the half-ring flush signalled once on the way).
+    assert_eq!(c.try_write_more(&[1u8; 1000]).unwrap(), 624);
+    let after_fill = c.stats().notifies;
+    assert_eq!(after_fill, before + 1);
+    let mut b = vec![0u8; 1024];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(s.data_ready().unwrap(), 0);
+    // 100 bytes held, then the ring is full before half a ring is held: the WouldBlock
+    // flushes (and signals the reader, who asked) before it returns.
+    assert_eq!(c.try_write_more(&[2u8; 100]).unwrap(), 100);
+    s.read_exact(&mut b[..100]).unwrap();
+    assert_eq!(s.data_ready().unwrap(), 0);
+    assert_eq!(c.try_write_more(&[2u8; 400]).unwrap(), 400);
+    assert_eq!(c.try_write_more(&[2u8; 1000]).unwrap(), 624);
+    let signalled = c.stats().notifies;
+    assert_eq!(signalled, after_fill + 1, "half a ring held: signalled");
+    s.read_exact(&mut b[..1000]).unwrap();
+    assert_eq!(s.data_ready().unwrap(), 24);
+    assert_eq!(s.data_ready().unwrap(), 24);
+    assert_eq!(c.try_write_more(&[3u8; 400]).unwrap(), 400);
+    assert_eq!(c.try_write_more(&[3u8; 600]).unwrap(), 600);
+    assert_eq!(c.stats().notifies, signalled + 1);
+    s.read_exact(&mut b[..24]).unwrap();
+    assert_eq!(s.data_ready().unwrap(), 1000);
+    assert_eq!(c.try_write_more(&[3u8; 24]).unwrap(), 24);
+    assert_eq!(c.stats().notifies, signalled + 1, "24 bytes held");
+    assert_eq!(c.try_write_more(b"x"), Err(VchanError::WouldBlock));
+    // `data_ready` asked for a signal (it always does): the full ring's flush gave it.
+    assert_eq!(c.stats().notifies, signalled + 2);
+    s.read_exact(&mut b).unwrap();
+
+    // Threads: 1 MiB in 100-byte write_more calls, no explicit flush; the reader blocks.
+    let total = 1 << 20;
+    let reader = std::thread::spawn(move || {
+        let mut sum = Sum::default();
+        let mut buf = vec![0u8; 4096];
+        let mut got = 0;
+        while got < total {
+            let n = s.read(&mut buf).unwrap();
+            sum.update(&buf[..n]);
+            got += n;
+        }
+        (sum.finish(), s)
+    });
+    let mut rng = Rng(9);
+    let mut sum = Sum::default();
+    let mut sent = 0;
+    let mut chunk = [0u8; 100];
+    while sent < total {
+        let n = 100.min(total - sent);
+        rng.fill(&mut chunk[..n]);
+        sum.update(&chunk[..n]);
+        let mut rest = &chunk[..n];
+        while !rest.is_empty() {
+            let k = c.write_more(rest).unwrap();
+            rest = &rest[k..];
+        }
+        sent += n;
+    }
+    // The last bytes are below half a ring: only a wait (here, waiting for the reader to
+    // drain the ring) tells the reader about them.
+    let start = Instant::now();
+    while c.buffer_space().unwrap() < c.tx_size() {
+        assert!(start.elapsed() < Duration::from_secs(20), "reader stranded");
+        c.wait(Duration::from_millis(50)).unwrap();
+    }
+    let (got, _s) = reader.join().unwrap();
+    assert_eq!(got, sum.finish());
+}
