@@ -1,7 +1,8 @@
 //! One thread writes `SIZE`-byte chunks into a simulated vchan and reads each back at once:
 //! the per-call cost of the ring with no waiting, for instruction counts
 //! (`valgrind --tool=callgrind target/release/examples/small_writes 100000 64`; run it with
-//! two counts and divide the difference by the extra iterations).
+//! two counts and divide the difference by the extra iterations). `BULK=1` uses the
+//! bulk-stream calls (`write_more` / `read_more`) instead of `write_all` / `read`.
 #![cfg(not(loom))]
 
 use std::time::Duration;
@@ -71,10 +72,23 @@ fn main() {
         return;
     }
     let mut sum = 0u64;
-    for _ in 0..iters {
-        client.write_all(&src).expect("write");
-        let n = server.read(&mut buf).expect("read");
-        sum = sum.wrapping_add(u64::from(buf[n - 1]));
+    if std::env::var_os("BULK").is_some() {
+        // The bulk-stream calls (`write_more` / `read_more`).
+        for _ in 0..iters {
+            let mut rest = &src[..];
+            while !rest.is_empty() {
+                let k = client.write_more(rest).expect("write");
+                rest = &rest[k..];
+            }
+            let n = server.read_more(&mut buf).expect("read");
+            sum = sum.wrapping_add(u64::from(buf[n - 1]));
+        }
+    } else {
+        for _ in 0..iters {
+            client.write_all(&src).expect("write");
+            let n = server.read(&mut buf).expect("read");
+            sum = sum.wrapping_add(u64::from(buf[n - 1]));
+        }
     }
     println!("{iters} x {size} B, sum {sum}");
 }

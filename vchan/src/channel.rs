@@ -1,6 +1,6 @@
 //! [`Vchan`]: a connected end, over a [`Side`]'s memory, an event channel and xenstore.
 
-use crate::abi::{LIVE_CLOSED, LIVE_CONNECTED, NOTIFY_WRITE};
+use crate::abi::{LIVE_CLOSED, LIVE_CONNECTED, NOTIFY_READ, NOTIFY_WRITE};
 use crate::error::VchanError;
 use crate::ring::{Broken, RingMem, Rings, Role, Snapshot};
 use alloc::string::String;
@@ -109,9 +109,11 @@ const SLICE: Duration = Duration::from_secs(1);
 /// only at the end of the stream: the peer closed and everything it wrote was read.
 ///
 /// A bulk writer with more to follow at once uses [`write_more`](Self::write_more) /
-/// [`try_write_more`](Self::try_write_more) (`MSG_MORE`): the bytes are published at once
-/// but the peer's request for a signal is taken once per half ring, at a
-/// [`flush`](Self::flush) or before any wait of this channel.
+/// [`try_write_more`](Self::try_write_more) (`MSG_MORE`), a bulk reader
+/// [`read_more`](Self::read_more) / [`try_read_more`](Self::try_read_more): the index is
+/// published at once but the peer's request for a signal is taken once per half ring, at a
+/// [`flush`](Self::flush) or before any wait of this channel, and the peer's index is looked
+/// at only when what the last look found is used up.
 ///
 /// Closing consumes the handle ([`close`](Self::close)); dropping it closes too.
 pub struct Vchan<S: Side, E: EventChannels, X: Xenstore> {
@@ -131,7 +133,9 @@ pub struct Vchan<S: Side, E: EventChannels, X: Xenstore> {
     ask: bool,
     /// Bytes that `*_more` writes published without taking the peer's notify request: a
     /// [`flush`](Vchan::flush) (or any write that takes it) is owed before a wait.
-    held: u32,
+    held_tx: u32,
+    /// The same for bytes `*_more` reads consumed.
+    held_rx: u32,
     stats: Stats,
 }
 
@@ -171,7 +175,8 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
             disconnected: false,
             closed: false,
             ask: true,
-            held: 0,
+            held_tx: 0,
+            held_rx: 0,
             stats: Stats::default(),
         }
     }
@@ -295,6 +300,10 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
 
     fn take(&mut self, buf: &mut [u8]) -> Result<usize, VchanError> {
         let (n, notify) = self.rings.take(buf);
+        if n > 0 {
+            // Its notify decision covers every byte consumed before it.
+            self.held_rx = 0;
+        }
         if notify {
             self.signal()?;
         }
@@ -305,7 +314,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         let (n, notify) = self.rings.put(data);
         if n > 0 {
             // Its notify decision covers every byte published before it.
-            self.held = 0;
+            self.held_tx = 0;
         }
         if notify {
             self.signal()?;
@@ -404,24 +413,101 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
             return Err(VchanError::WouldBlock);
         }
         let n = self.rings.put_more(data);
-        // n <= the ring size, a u32.
-        self.held = self.held.saturating_add(n as u32);
-        if self.held as usize >= self.tx_size() / 2 {
-            self.flush()?;
-        }
+        self.held_more_tx(n)?;
         Ok(n)
     }
 
+    /// Counts `n` bytes written without taking the peer's request; takes it once half the
+    /// ring is held.
+    #[inline]
+    fn held_more_tx(&mut self, n: usize) -> Result<(), VchanError> {
+        // n <= the ring size, a u32.
+        self.held_tx = self.held_tx.saturating_add(n as u32);
+        if self.held_tx >= self.rings.tx_shape().size / 2 {
+            self.flush_tx()?;
+        }
+        Ok(())
+    }
+
+    /// Counts `n` bytes read without taking the peer's request; takes it once half the ring
+    /// is held.
+    #[inline]
+    fn held_more_rx(&mut self, n: usize) -> Result<(), VchanError> {
+        self.held_rx = self.held_rx.saturating_add(n as u32);
+        if self.held_rx >= self.rings.rx_shape().size / 2 {
+            self.flush_rx()?;
+        }
+        Ok(())
+    }
+
+    /// [`try_read`](Self::try_read) for a reader that will read again at once: the bytes
+    /// are consumed at once (a writer that looks sees the room), but the peer's request for
+    /// a signal is taken only once half the ring has been read this way, or at the next
+    /// [`flush`](Self::flush), plain read, wait or close: the mirror of
+    /// [`try_write_more`](Self::try_write_more), with the same duty to flush before waiting
+    /// on anything but this channel.
+    pub fn try_read_more(&mut self, buf: &mut [u8]) -> Result<usize, VchanError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let r = self.poll_rx(1);
+        if self.lift(r)? == 0 {
+            self.flush()?;
+            match self.peer()? {
+                Peer::Live => return Err(VchanError::WouldBlock),
+                // The peer may have written, then closed, after our look: look once more.
+                Peer::Gone => {
+                    let r = self.poll_rx(1);
+                    self.lift(r)?;
+                }
+            }
+        }
+        let n = self.rings.take_more(buf);
+        self.held_more_rx(n)?;
+        Ok(n)
+    }
+
+    /// [`read`](Self::read) for a reader that will read again at once (see
+    /// [`try_read_more`](Self::try_read_more)): blocks until a byte is ready; `Ok(0)` only at
+    /// the end of the stream.
+    #[inline]
+    pub fn read_more(&mut self, buf: &mut [u8]) -> Result<usize, VchanError> {
+        let r = self.rings.read_now_more(buf);
+        if let Some(n) = self.lift(r)? {
+            self.held_more_rx(n)?;
+            return Ok(n);
+        }
+        self.blocking(|v| v.try_read_more(buf))
+    }
+
     /// Signals the peer for the bytes [`try_write_more`](Self::try_write_more) /
-    /// [`write_more`](Self::write_more) published, if it asked to be told (a full barrier,
-    /// then the notify request, as a plain write does). Nothing to do when no such bytes
-    /// are held back.
+    /// [`write_more`](Self::write_more) published and [`try_read_more`](Self::try_read_more)
+    /// / [`read_more`](Self::read_more) consumed, if it asked to be told (a full barrier,
+    /// then the notify request, as a plain write or read does). Nothing to do when no such
+    /// bytes are held back.
+    #[inline]
     pub fn flush(&mut self) -> Result<(), VchanError> {
-        if self.held == 0 {
+        self.flush_tx()?;
+        self.flush_rx()
+    }
+
+    fn flush_tx(&mut self) -> Result<(), VchanError> {
+        if self.held_tx == 0 {
             return Ok(());
         }
-        self.held = 0;
+        self.held_tx = 0;
         if self.rings.send_notify(NOTIFY_WRITE) {
+            self.signal()?;
+        }
+        Ok(())
+    }
+
+    fn flush_rx(&mut self) -> Result<(), VchanError> {
+        if self.held_rx == 0 {
+            return Ok(());
+        }
+        self.held_rx = 0;
+        if self.rings.send_notify(NOTIFY_READ) {
             self.signal()?;
         }
         Ok(())
@@ -565,6 +651,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         // Bytes ready: one pass over the header, as `try_read` would go when it finds some.
         let r = self.rings.read_now(buf);
         if let Some((n, notify)) = self.lift(r)? {
+            self.held_rx = 0;
             if notify {
                 self.signal()?;
             }
@@ -580,7 +667,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         if !self.peer_closed {
             let r = self.rings.write_now(data);
             if let Some((n, notify)) = self.lift(r)? {
-                self.held = 0;
+                self.held_tx = 0;
                 if notify {
                     self.signal()?;
                 }
@@ -593,7 +680,17 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     /// [`write`](Self::write) with more data to follow: blocks until there is room, then
     /// writes as [`try_write_more`](Self::try_write_more) does (the signal is held back until
     /// half the ring, a [`flush`](Self::flush), a plain write or a wait).
+    #[inline]
     pub fn write_more(&mut self, data: &[u8]) -> Result<usize, VchanError> {
+        // Peer live and room in the ring: one pass over the header, as `try_write_more`
+        // would go.
+        if !self.peer_closed {
+            let r = self.rings.write_now_more(data);
+            if let Some(n) = self.lift(r)? {
+                self.held_more_tx(n)?;
+                return Ok(n);
+            }
+        }
         self.blocking(|v| v.try_write_more(data))
     }
 

@@ -240,20 +240,9 @@ impl<M: RingMem> Rings<M> {
     /// The load is enough: with both fences, either it sees the peer's request or the peer's
     /// re-read sees our index (the loom models check it), and a clear bit needs no write,
     /// which keeps the header's cache line shared while the peer is not waiting.
-    pub fn send_notify(&self, bit: u8) -> bool {
-        self.send_notify_in(self.mem.header(), bit)
-    }
-
-    /// [`send_notify`](Self::send_notify) on a header view the caller already holds (the
-    /// hot paths fetch it once per call).
     #[inline]
-    fn send_notify_in(&self, h: SharedMem<'_, Writable>, bit: u8) -> bool {
-        fence(Ordering::SeqCst);
-        if h.load_u8(self.off.own_notify, Ordering::SeqCst) & bit == 0 {
-            return false;
-        }
-        let prev = h.fetch_and_u8(self.off.own_notify, !bit, Ordering::SeqCst);
-        prev & bit != 0
+    pub fn send_notify(&self, bit: u8) -> bool {
+        take_request(self.mem.header(), self.off.own_notify, bit)
     }
 
     #[inline]
@@ -338,20 +327,32 @@ impl<M: RingMem> Rings<M> {
     /// count and whether to signal the peer.
     #[inline]
     pub fn take(&mut self, buf: &mut [u8]) -> (usize, bool) {
+        let n = self.take_more(buf);
+        (n, n > 0 && self.send_notify(NOTIFY_READ))
+    }
+
+    /// [`take`](Self::take) without the notify decision: copies and publishes the consumer
+    /// index, but neither fences nor looks at the peer's request. A writer asleep waiting
+    /// for room is woken only by a later [`send_notify`](Self::send_notify)`(NOTIFY_READ)`
+    /// (or a later `take`/`read_now`, which takes the request for every byte consumed before
+    /// it). The caller must make that call before it waits or stops reading.
+    #[inline]
+    pub fn take_more(&mut self, buf: &mut [u8]) -> usize {
         if self.broken.is_some() {
-            return (0, false);
+            return 0;
         }
         let n = buf.len().min(self.rx_avail as usize);
         if n == 0 {
-            return (0, false);
+            return 0;
         }
-        let h = self.mem.header();
         copy_in(&self.mem, self.rx, self.rx_cons, &mut buf[..n]);
         // n <= rx_avail <= size, so the cast is exact.
         self.rx_cons = self.rx_cons.wrapping_add(n as u32);
         self.rx_avail -= n as u32;
-        h.store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
-        (n, self.send_notify_in(h, NOTIFY_READ))
+        self.mem
+            .header()
+            .store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
+        n
     }
 
     /// Copies as much of `data` as [`poll_tx`](Self::poll_tx) last found room for into the
@@ -359,19 +360,8 @@ impl<M: RingMem> Rings<M> {
     /// the count and whether to signal the peer.
     #[inline]
     pub fn put(&mut self, data: &[u8]) -> (usize, bool) {
-        if self.broken.is_some() {
-            return (0, false);
-        }
-        let n = data.len().min(self.tx_avail as usize);
-        if n == 0 {
-            return (0, false);
-        }
-        let h = self.mem.header();
-        copy_out(&self.mem, self.tx, self.tx_prod, &data[..n]);
-        self.tx_prod = self.tx_prod.wrapping_add(n as u32);
-        self.tx_avail -= n as u32;
-        h.store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
-        (n, self.send_notify_in(h, NOTIFY_WRITE))
+        let n = self.put_more(data);
+        (n, n > 0 && self.send_notify(NOTIFY_WRITE))
     }
 
     /// [`put`](Self::put) without the notify decision: copies as much of `data` as
@@ -406,16 +396,41 @@ impl<M: RingMem> Rings<M> {
     /// whether to wait.
     #[inline]
     pub fn read_now(&mut self, buf: &mut [u8]) -> Result<Option<(usize, bool)>, Broken> {
+        let own = self.off.own_notify;
+        Ok(self
+            .read_pass(buf)?
+            .map(|(n, h)| (n, take_request(h, own, NOTIFY_READ))))
+    }
+
+    /// [`read_now`](Self::read_now) without the notify decision (see
+    /// [`take_more`](Self::take_more) for what the caller then owes), and without a look at
+    /// the peer's producer index while the bytes known ready from the last look cover `buf`:
+    /// a bulk reader then touches the shared header only to publish its index.
+    #[inline]
+    pub fn read_now_more(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Broken> {
+        if !buf.is_empty() && buf.len() <= self.rx_avail as usize {
+            self.check()?;
+            return Ok(Some(self.take_more(buf)));
+        }
+        Ok(self.read_pass(buf)?.map(|(n, _)| n))
+    }
+
+    #[inline(always)]
+    fn read_pass(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<Option<(usize, SharedMem<'_, Writable>)>, Broken> {
         self.check()?;
         let h = self.mem.header();
         let prod = h.load_u32(self.off.rx_prod, Ordering::Acquire);
         let ready = prod.wrapping_sub(self.rx_cons);
         if ready > self.rx.size {
-            return Err(self.set_broken(Broken::RxOverrun {
+            let why = Broken::RxOverrun {
                 prod,
                 cons: self.rx_cons,
                 size: self.rx.size,
-            }));
+            };
+            return Err(*self.broken.get_or_insert(why));
         }
         let n = buf.len().min(ready as usize);
         if n == 0 {
@@ -427,7 +442,7 @@ impl<M: RingMem> Rings<M> {
         self.rx_cons = self.rx_cons.wrapping_add(n as u32);
         self.rx_avail = ready - n as u32;
         h.store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
-        Ok(Some((n, self.send_notify_in(h, NOTIFY_READ))))
+        Ok(Some((n, h)))
     }
 
     /// A write that needs no waiting, in one pass over the header: if the peer's live byte
@@ -437,6 +452,33 @@ impl<M: RingMem> Rings<M> {
     /// or `data` is empty: the caller's general path decides.
     #[inline]
     pub fn write_now(&mut self, data: &[u8]) -> Result<Option<(usize, bool)>, Broken> {
+        let own = self.off.own_notify;
+        Ok(self
+            .write_pass(data)?
+            .map(|(n, h)| (n, take_request(h, own, NOTIFY_WRITE))))
+    }
+
+    /// [`write_now`](Self::write_now) without the notify decision (see
+    /// [`put_more`](Self::put_more) for what the caller then owes), and without a look at
+    /// the peer's consumer index and live byte while the room known from the last look
+    /// holds `data`: a bulk writer then touches the shared header only to publish its index.
+    /// (Room is never lost: the consumer index only moves forward. A peer that closed in
+    /// the meantime is seen at the next look, as a socket's writer learns of a closed peer
+    /// only after some writes.)
+    #[inline]
+    pub fn write_now_more(&mut self, data: &[u8]) -> Result<Option<usize>, Broken> {
+        if !data.is_empty() && data.len() <= self.tx_avail as usize {
+            self.check()?;
+            return Ok(Some(self.put_more(data)));
+        }
+        Ok(self.write_pass(data)?.map(|(n, _)| n))
+    }
+
+    #[inline(always)]
+    fn write_pass(
+        &mut self,
+        data: &[u8],
+    ) -> Result<Option<(usize, SharedMem<'_, Writable>)>, Broken> {
         self.check()?;
         let h = self.mem.header();
         if h.load_u8(self.off.peer_live, Ordering::Acquire) != LIVE_CONNECTED {
@@ -445,11 +487,12 @@ impl<M: RingMem> Rings<M> {
         let cons = h.load_u32(self.off.tx_cons, Ordering::Acquire);
         let used = self.tx_prod.wrapping_sub(cons);
         if used > self.tx.size {
-            return Err(self.set_broken(Broken::TxOverrun {
+            let why = Broken::TxOverrun {
                 prod: self.tx_prod,
                 cons,
                 size: self.tx.size,
-            }));
+            };
+            return Err(*self.broken.get_or_insert(why));
         }
         let space = self.tx.size - used;
         let n = data.len().min(space as usize);
@@ -461,7 +504,7 @@ impl<M: RingMem> Rings<M> {
         self.tx_prod = self.tx_prod.wrapping_add(n as u32);
         self.tx_avail = space - n as u32;
         h.store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
-        Ok(Some((n, self.send_notify_in(h, NOTIFY_WRITE))))
+        Ok(Some((n, h)))
     }
 
     /// The peer's live byte, as it is now (unvalidated).
@@ -488,6 +531,17 @@ impl<M: RingMem> Rings<M> {
             peer_live: h.load_u8(self.off.peer_live, Ordering::Relaxed),
         }
     }
+}
+
+/// [`Rings::send_notify`] on a header view the caller holds, with our notify byte at `own`.
+#[inline(always)]
+fn take_request(h: SharedMem<'_, Writable>, own: usize, bit: u8) -> bool {
+    fence(Ordering::SeqCst);
+    if h.load_u8(own, Ordering::SeqCst) & bit == 0 {
+        return false;
+    }
+    let prev = h.fetch_and_u8(own, !bit, Ordering::SeqCst);
+    prev & bit != 0
 }
 
 /// Copies `buf.len()` bytes (at most a ring) out of the ring we read, from index `at`.

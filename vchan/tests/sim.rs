@@ -362,3 +362,107 @@ fn write_more_never_strands_a_sleeping_reader() {
     let (got, _s) = reader.join().unwrap();
     assert_eq!(got, sum.finish());
 }
+
+/// `read_more` frees room at once but signals a writer waiting for room only once half the
+/// ring was read that way, or at a flush.
+#[test]
+fn read_more_signals_a_waiting_writer_at_half_the_ring_or_at_a_flush() {
+    let w = World::new();
+    let (mut s, mut c) = w.pair(10, 11);
+    c.write_all(&[5u8; 1024]).unwrap();
+    // Full: the writer asks to be told about the next read.
+    assert_eq!(c.try_write(b"x"), Err(VchanError::WouldBlock));
+    let before = s.stats().notifies;
+    let mut b = [0u8; 1024];
+    assert_eq!(s.read_more(&mut b[..300]).unwrap(), 300);
+    // The room is visible at once to a writer that looks.
+    assert_eq!(c.buffer_space().unwrap(), 300);
+    assert_eq!(s.stats().notifies, before, "signalled before half the ring");
+    assert_eq!(s.try_read_more(&mut b[..212]).unwrap(), 212);
+    assert_eq!(
+        s.stats().notifies,
+        before + 1,
+        "half the ring read: signalled"
+    );
+    // The writer asks again (`buffer_space` always asks); the next 12 bytes are held until
+    // the flush.
+    assert_eq!(c.buffer_space().unwrap(), 512);
+    assert_eq!(s.read_more(&mut b[..12]).unwrap(), 12);
+    assert_eq!(s.stats().notifies, before + 1);
+    Write::flush(&mut s).unwrap();
+    assert_eq!(s.stats().notifies, before + 2, "the flush told the writer");
+    s.flush().unwrap();
+    assert_eq!(s.stats().notifies, before + 2);
+    // The rest, then the end of the stream after the writer closes.
+    assert_eq!(s.read_more(&mut b).unwrap(), 500);
+    drop(c);
+    assert_eq!(s.read_more(&mut b).unwrap(), 0);
+}
+
+/// Both ends hold back their signals in threads, over the smallest and a multi-page ring,
+/// with write and read sizes that do not divide the ring: every byte arrives, in order, and
+/// nobody is left asleep, with no explicit flush but the reader's at the end.
+#[test]
+fn write_more_and_read_more_stream_in_threads() {
+    for (left, right) in [(10, 11), (14, 10)] {
+        let w = World::new();
+        let (mut s, mut c) = w.pair(left, right);
+        let total = 4 << 20;
+        let reader = std::thread::spawn(move || {
+            let mut sum = Sum::default();
+            let mut buf = vec![0u8; 777];
+            let mut got = 0;
+            while got < total {
+                let n = s.read_more(&mut buf).unwrap();
+                assert!(n > 0, "end of stream after {got} bytes");
+                sum.update(&buf[..n]);
+                got += n;
+            }
+            s.flush().unwrap();
+            (sum.finish(), s)
+        });
+        let mut rng = Rng(left.into());
+        let mut sum = Sum::default();
+        let mut chunk = vec![0u8; 333];
+        let mut sent = 0;
+        while sent < total {
+            let n = chunk.len().min(total - sent);
+            rng.fill(&mut chunk[..n]);
+            sum.update(&chunk[..n]);
+            let mut rest = &chunk[..n];
+            while !rest.is_empty() {
+                let k = c.write_more(rest).unwrap();
+                rest = &rest[k..];
+            }
+            sent += n;
+        }
+        let start = Instant::now();
+        while c.buffer_space().unwrap() < c.tx_size() {
+            assert!(start.elapsed() < Duration::from_secs(20), "reader stranded");
+            c.wait(Duration::from_millis(50)).unwrap();
+        }
+        let (got, _s) = reader.join().unwrap();
+        assert_eq!(got, sum.finish(), "orders {left}/{right}");
+    }
+}
+
+/// A bulk writer learns of a closed peer at its next look at the shared header: writes into
+/// room it already knew of may still succeed (as on a socket), never more than that room,
+/// and then it gets `PeerClosed`.
+#[test]
+fn write_more_sees_a_closed_peer_within_the_room_it_knew() {
+    let w = World::new();
+    let (s, mut c) = w.pair(10, 11);
+    assert_eq!(c.write_more(&[1u8; 24]).unwrap(), 24);
+    drop(s);
+    let mut accepted = 0;
+    let err = loop {
+        match c.write_more(&[2u8; 100]) {
+            Ok(n) => accepted += n,
+            Err(e) => break e,
+        }
+        assert!(accepted <= 1000, "wrote past the room it knew of");
+    };
+    assert_eq!(err, VchanError::PeerClosed);
+    assert!(accepted <= 1000);
+}
