@@ -3,11 +3,15 @@
 //! 1. QEMU, and Debian's Xen hypervisor, tools, libraries, kernel and busybox packages,
 //!    unpacked under `target/realxen/` (cached; see [`host`]).
 //! 2. The interop binary, `cargo build --release -p xen-linux --example xen-linux-interop`.
-//! 3. A dom0 initramfs (uncompressed `newc`, [`cpio`]): busybox, xenstored and xen-init-dom0
-//!    with their libraries, the Xen device modules, our init and the interop binary.
+//! 3. A dom0 initramfs (uncompressed `newc`, [`cpio`]): busybox, xenstored, xen-init-dom0,
+//!    xenconsoled and `xl` with their libraries, the Xen device modules, our init, the interop
+//!    binary and the vchan suite; and, as files in it, a PV domU's kernel (the same Debian
+//!    kernel), its `xl` config and its own small initramfs (busybox, the vchan tools, the Xen
+//!    device modules, an init that runs the vchan suite's agent).
 //! 4. Xen boots under QEMU TCG (`smap=0`, one vCPU, bounded by a timeout); dom0's init starts
-//!    xenstored, runs the interop binary and powers off. The console is parsed for
-//!    `REALXEN-TEST` lines ([`console`]); each test's result is reported here.
+//!    xenstored and xenconsoled, runs the interop binary, then the vchan suite (which starts
+//!    the domU with `xl create` for its cross-domain tests), and powers off. The console is
+//!    parsed for `REALXEN-TEST` lines ([`console`]); each test's result is reported here.
 //!
 //! A boot that prints no result line is retried once (and reported). The console log of a
 //! failed boot is kept and its path printed. Without QEMU or the packages the task fails and
@@ -41,8 +45,13 @@ const VCHAN_TOOL: &str = "xen-vchan";
 const VCHAN_PEER: &str = "vchanpeer";
 /// Its source.
 const VCHAN_PEER_SRC: &str = include_str!("vchanpeer.c");
-/// How many tests the vchan suite reports: a boot with fewer (it crashed or hung) fails.
+/// How many dom0-to-dom0 tests the vchan suite reports: a boot with fewer (it crashed or hung)
+/// fails.
 const VCHAN_TESTS: usize = 10;
+/// How many cross-domain (`vchan_domU_*`) tests it reports: the domU's boot and 8 transfers.
+const DOMU_TESTS: usize = 9;
+/// The prefix of the cross-domain tests.
+const DOMU_PREFIX: &str = "vchan_domU_";
 /// Seconds the vchan suite may run inside dom0.
 const VCHAN_LIMIT: u32 = 400;
 
@@ -50,6 +59,8 @@ const VCHAN_LIMIT: u32 = 400;
 const XEN_TOOLS: &[&str] = &[
     "usr/lib/xen-4.17/bin/xenstored",
     "usr/lib/xen-4.17/bin/xen-init-dom0",
+    "usr/lib/xen-4.17/bin/xenconsoled",
+    "usr/lib/xen-4.17/bin/xl",
     "usr/bin/xenstore",
 ];
 
@@ -61,6 +72,27 @@ const MODULES: &[&str] = &[
     "xen-privcmd",
     "xenfs",
 ];
+
+/// Kernel modules the domU loads: the devices the vchan tools use.
+const DOMU_MODULES: &[&str] = &["xen-evtchn", "xen-gntdev", "xen-gntalloc"];
+
+/// The domU's name (`xl`), memory and files inside dom0.
+const DOMU_NAME: &str = "realxen-domu";
+const DOMU_MEMORY_MIB: u32 = 160;
+const DOMU_KERNEL: &str = "boot/domu-vmlinuz";
+const DOMU_INITRD: &str = "boot/domu-initrd.cpio";
+const DOMU_CFG: &str = "etc/realxen/domu.cfg";
+
+/// Xen's command line.
+///
+/// `spec-ctrl=eager-fpu`: QEMU's TCG CPU says AuthenticAMD, so Xen switches PV vCPUs' FPU
+/// state lazily (CR0.TS, restored on #NM). Under QEMU 7.2's TCG that loses register state
+/// when two domains share the one pCPU: every dom0<->domU vchan transfer, libxenvchan's
+/// alone too, then fails its checksum at a random offset, and processes crash on garbage
+/// values. The same boot with two pCPUs, or with eager switching, passes. Dom0 alone never
+/// showed it (its own kernel switches FPU state eagerly).
+const XEN_CMDLINE: &str = "console=com1 com1=115200,8n1 smap=0 spec-ctrl=eager-fpu \
+                           dom0_mem=512M,max:512M dom0_max_vcpus=1 loglvl=all guest_loglvl=all";
 
 /// Options of one invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,11 +187,14 @@ pub fn run(ws: &Workspace, args: &[String]) -> Result {
         let passed = outcome.tests.iter().filter(|t| t.pass).count() as u64;
         crate::cmd::add_tests(passed, outcome.tests.len() as u64 - passed);
         times.push(wall.as_secs_f64());
-        let vchan = vchan_results(&outcome);
+        let (vchan, domu) = vchan_results(&outcome);
         if vchan < VCHAN_TESTS {
-            println!("realxen: the vchan suite reported {vchan} of {VCHAN_TESTS} tests");
+            println!("realxen: the vchan suite reported {vchan} of {VCHAN_TESTS} dom0 tests");
         }
-        if outcome.passed() && vchan >= VCHAN_TESTS {
+        if domu < DOMU_TESTS {
+            println!("realxen: the vchan suite reported {domu} of {DOMU_TESTS} domU tests");
+        }
+        if outcome.passed() && vchan >= VCHAN_TESTS && domu >= DOMU_TESTS {
             let _ = std::fs::remove_file(&log);
         } else {
             failures += 1;
@@ -180,12 +215,14 @@ pub fn run(ws: &Workspace, args: &[String]) -> Result {
     }
 }
 
-/// How many results the vchan suite printed (it runs after the interop binary's DONE line).
-fn vchan_results(o: &Outcome) -> usize {
-    o.tests
-        .iter()
-        .filter(|t| t.name.starts_with("vchan_"))
-        .count()
+/// How many results the vchan suite printed (it runs after the interop binary's DONE line):
+/// dom0-to-dom0 tests and cross-domain ones.
+fn vchan_results(o: &Outcome) -> (usize, usize) {
+    let count = |f: &dyn Fn(&str) -> bool| o.tests.iter().filter(|t| f(&t.name)).count();
+    (
+        count(&|n| n.starts_with("vchan_") && !n.starts_with(DOMU_PREFIX)),
+        count(&|n| n.starts_with(DOMU_PREFIX)),
+    )
 }
 
 fn report(run: u32, runs: u32, o: &Outcome, wall: Duration) {
@@ -243,8 +280,95 @@ fn build_peer(dir: &Path, root: &Path) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// The members of one initramfs, written by [`Tree::write`].
+#[derive(Default)]
+struct Tree {
+    files: Vec<(String, cpio::Entry)>,
+    dirs: BTreeSet<String>,
+}
+
+impl Tree {
+    /// `src` as `dest`, executable.
+    fn file(&mut self, dest: &str, src: &Path) -> Result {
+        let data = std::fs::read(src).map_err(io_err(src))?;
+        self.data(dest, data, 0o755);
+        Ok(())
+    }
+
+    fn data(&mut self, dest: &str, data: Vec<u8>, perm: u32) {
+        self.files
+            .push((dest.to_owned(), cpio::Entry::File { data, perm }));
+    }
+
+    fn link(&mut self, dest: &str, target: &str) {
+        self.files
+            .push((dest.to_owned(), cpio::Entry::Symlink(target.to_owned())));
+    }
+
+    /// busybox as `bin/busybox`, with these applets linked to it.
+    fn busybox(&mut self, root: &Path, applets: &[&str]) -> Result {
+        self.file("bin/busybox", &root.join("bin/busybox"))?;
+        for applet in applets {
+            self.link(&format!("bin/{applet}"), "busybox");
+        }
+        Ok(())
+    }
+
+    /// The kernel modules `names`, as `lib/modules/<name>.ko`.
+    fn modules(&mut self, kdir: &Path, names: &[&str]) -> Result {
+        for m in names {
+            self.file(&format!("lib/modules/{m}.ko"), &find_module(kdir, m)?)?;
+        }
+        Ok(())
+    }
+
+    /// The shared libraries of `elves` (see [`shared_libraries`]).
+    fn libraries(&mut self, root: &Path, elves: &[PathBuf]) -> Result {
+        for (dest, src) in shared_libraries(root, elves)? {
+            self.file(&dest, &src)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the archive: every directory before its members (the kernel does not create
+    /// parents), then the members.
+    fn write(self, out: &Path) -> Result {
+        let names: Vec<String> = self
+            .files
+            .iter()
+            .map(|(n, _)| n.clone())
+            .chain(self.dirs.iter().cloned())
+            .collect();
+        let mut all_dirs = parent_dirs(&names);
+        all_dirs.extend(self.dirs);
+        let f = std::fs::File::create(out).map_err(io_err(out))?;
+        let mut w = cpio::Writer::new(std::io::BufWriter::new(f));
+        for d in &all_dirs {
+            w.add(d, &cpio::Entry::Dir).map_err(io_err(out))?;
+        }
+        for (name, entry) in &self.files {
+            w.add(name, entry).map_err(io_err(out))?;
+        }
+        w.finish().and_then(|mut b| b.flush()).map_err(io_err(out))
+    }
+}
+
+/// glibc's unwinder, which `pthread_cancel` (used by libxl) loads with `dlopen`, so `ldd`
+/// does not list it: the host's, as `(path in dom0, file on the host)`.
+fn libgcc_s() -> Result<(String, PathBuf)> {
+    ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]
+        .iter()
+        .map(|d| Path::new(d).join("libgcc_s.so.1"))
+        .find(|p| p.exists())
+        .map(|p| {
+            let real = std::fs::canonicalize(&p).unwrap_or(p);
+            ("lib/x86_64-linux-gnu/libgcc_s.so.1".to_owned(), real)
+        })
+        .ok_or_else(|| "the host has no libgcc_s.so.1 (xl needs it in dom0)".to_owned())
+}
+
 /// Builds `xen.bin`, copies the kernel, and writes the dom0 initramfs holding `ours`
-/// (`(name in /bin, file)`).
+/// (`(name in /bin, file)`) and the domU's kernel, config and initramfs.
 fn build_images(dir: &Path, root: &Path, ours: &[(&str, PathBuf)]) -> Result<Images> {
     let xen_gz = root.join(format!("boot/xen-{}-amd64.gz", host::XEN_VERSION));
     let xen = dir.join("xen.bin");
@@ -259,31 +383,24 @@ fn build_images(dir: &Path, root: &Path, ours: &[(&str, PathBuf)]) -> Result<Ima
         .next()
         .ok_or("the kernel package has no lib/modules")?;
     let kernel = root.join(format!("boot/vmlinuz-{kver}"));
+    let kdir = modules_dir.join(&kver);
 
-    let mut files: Vec<(String, cpio::Entry)> = Vec::new();
-    let mut dirs = BTreeSet::new();
-    let add_file = |files: &mut Vec<(String, cpio::Entry)>, dest: &str, src: &Path| -> Result {
-        let data = std::fs::read(src).map_err(io_err(src))?;
-        files.push((dest.to_owned(), cpio::Entry::File { data, perm: 0o755 }));
-        Ok(())
-    };
+    // The domU's initramfs, first: it goes into dom0's as a file.
+    let domu_initrd = dir.join("domu-initrd.cpio");
+    build_domu_initrd(root, &kdir, ours, &domu_initrd)?;
 
-    // busybox and its applets.
-    let busybox = root.join("bin/busybox");
-    add_file(&mut files, "bin/busybox", &busybox)?;
-    for applet in [
-        "sh", "mount", "mkdir", "insmod", "poweroff", "sleep", "cat", "echo", "sync", "uname",
-        "ls", "dmesg", "free", "cut", "timeout",
-    ] {
-        files.push((
-            format!("bin/{applet}"),
-            cpio::Entry::Symlink("busybox".into()),
-        ));
-    }
-    // Xen tools, our binary, and the shared libraries they load.
+    let mut t = Tree::default();
+    t.busybox(
+        root,
+        &[
+            "sh", "mount", "mkdir", "insmod", "poweroff", "sleep", "cat", "echo", "sync", "uname",
+            "ls", "dmesg", "free", "cut", "timeout",
+        ],
+    )?;
+    // Xen tools, our binaries, and the shared libraries they load.
     let mut elves = Vec::new();
     for tool in XEN_TOOLS {
-        add_file(&mut files, tool, &root.join(tool))?;
+        t.file(tool, &root.join(tool))?;
         elves.push(root.join(tool));
     }
     for link in [
@@ -292,32 +409,27 @@ fn build_images(dir: &Path, root: &Path, ours: &[(&str, PathBuf)]) -> Result<Ima
         "xenstore-ls",
         "xenstore-rm",
     ] {
-        files.push((
-            format!("usr/bin/{link}"),
-            cpio::Entry::Symlink("xenstore".into()),
-        ));
+        t.link(&format!("usr/bin/{link}"), "xenstore");
     }
     for (name, file) in ours {
-        add_file(&mut files, &format!("bin/{name}"), file)?;
+        t.file(&format!("bin/{name}"), file)?;
         elves.push(file.clone());
     }
-    for (dest, src) in shared_libraries(root, &elves)? {
-        add_file(&mut files, &dest, &src)?;
+    t.libraries(root, &elves)?;
+    let (dest, src) = libgcc_s()?;
+    t.file(&dest, &src)?;
+    let xl_conf = root.join("etc/xen/xl.conf");
+    if xl_conf.exists() {
+        t.file("etc/xen/xl.conf", &xl_conf)?;
     }
-    // Kernel modules.
-    for m in MODULES {
-        let src = find_module(&modules_dir.join(&kver), m)?;
-        add_file(&mut files, &format!("lib/modules/{m}.ko"), &src)?;
-    }
+    t.modules(&kdir, MODULES)?;
+    // The domU: kernel, initramfs, config.
+    t.file(DOMU_KERNEL, &kernel)?;
+    t.file(DOMU_INITRD, &domu_initrd)?;
+    t.data(DOMU_CFG, domu_config().into_bytes(), 0o644);
     // xenstored puts its socket under /var/run.
-    files.push(("var/run".into(), cpio::Entry::Symlink("../run".into())));
-    files.push((
-        "init".into(),
-        cpio::Entry::File {
-            data: init_script().into_bytes(),
-            perm: 0o755,
-        },
-    ));
+    t.link("var/run", "../run");
+    t.data("init", init_script().into_bytes(), 0o755);
     for d in [
         "proc",
         "sys",
@@ -326,37 +438,43 @@ fn build_images(dir: &Path, root: &Path, ours: &[(&str, PathBuf)]) -> Result<Ima
         "tmp",
         "var/lib/xenstored",
         "var/lib/xen",
-        "var/log/xen",
+        "var/log/xen/console",
         "etc",
     ] {
-        dirs.insert(d.to_owned());
+        t.dirs.insert(d.to_owned());
     }
-    // Every directory needs its parents before it (the kernel does not create them).
-    let names: Vec<String> = files
-        .iter()
-        .map(|(n, _)| n.clone())
-        .chain(dirs.clone())
-        .collect();
-    let mut all_dirs = parent_dirs(&names);
-    all_dirs.extend(dirs);
-
     let initrd = dir.join("dom0-initrd.cpio");
-    let out = std::fs::File::create(&initrd).map_err(io_err(&initrd))?;
-    let mut w = cpio::Writer::new(std::io::BufWriter::new(out));
-    for d in &all_dirs {
-        w.add(d, &cpio::Entry::Dir).map_err(io_err(&initrd))?;
-    }
-    for (name, entry) in &files {
-        w.add(name, entry).map_err(io_err(&initrd))?;
-    }
-    w.finish()
-        .and_then(|mut b| b.flush())
-        .map_err(io_err(&initrd))?;
+    t.write(&initrd)?;
     Ok(Images {
         xen,
         kernel,
         initrd,
     })
+}
+
+/// The domU's initramfs: busybox, the vchan suite (its agent), the tools it runs and their
+/// libraries, the Xen device modules and [`domu_init_script`].
+fn build_domu_initrd(root: &Path, kdir: &Path, ours: &[(&str, PathBuf)], out: &Path) -> Result {
+    let mut t = Tree::default();
+    t.busybox(
+        root,
+        &["sh", "mount", "insmod", "poweroff", "echo", "uname", "cat"],
+    )?;
+    let mut elves = Vec::new();
+    for (name, file) in ours
+        .iter()
+        .filter(|(n, _)| [VCHAN_SUITE, VCHAN_TOOL, VCHAN_PEER].contains(n))
+    {
+        t.file(&format!("bin/{name}"), file)?;
+        elves.push(file.clone());
+    }
+    t.libraries(root, &elves)?;
+    t.modules(kdir, DOMU_MODULES)?;
+    t.data("init", domu_init_script().into_bytes(), 0o755);
+    for d in ["proc", "sys", "dev", "tmp"] {
+        t.dirs.insert(d.to_owned());
+    }
+    t.write(out)
 }
 
 /// Every ancestor directory of `names`, sorted, so that each comes after its parent.
@@ -456,7 +574,8 @@ fn dom0_lib_dirs() -> [&'static str; 4] {
     ]
 }
 
-/// Dom0's `/init`: devices, xenstored, the interop tests, power off.
+/// Dom0's `/init`: devices, xenstored, xenconsoled, the interop tests, the vchan suite (which
+/// starts the domU), power off.
 fn init_script() -> String {
     let modules = MODULES.join(" ");
     let libs = dom0_lib_dirs().join(":");
@@ -468,6 +587,9 @@ export LD_LIBRARY_PATH={libs}
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# xenconsoled gives each guest console a pty.
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 echo "REALXEN-INIT kernel $(uname -r)"
@@ -483,12 +605,57 @@ until timeout 5 xenstore-read / >/dev/null 2>&1; do
   sleep 0.1
 done
 timeout 60 xen-init-dom0 >/dev/null || echo "REALXEN-INIT xen-init-dom0 failed"
+# Drains guest consoles into /var/log/xen/console/guest-<name>.log.
+xenconsoled --pid-file /run/xenconsoled.pid --log=guest || echo "REALXEN-INIT xenconsoled failed"
 echo "REALXEN-READY"
 timeout {INTEROP_LIMIT} /bin/{INTEROP}
 echo "REALXEN-EXIT rc=$?"
-timeout {VCHAN_LIMIT} /bin/{VCHAN_SUITE} /bin
+timeout {VCHAN_LIMIT} /bin/{VCHAN_SUITE} /bin --domu /{DOMU_CFG}
 echo "REALXEN-EXIT {VCHAN_SUITE} rc=$?"
 sync
+poweroff -f
+"#
+    )
+}
+
+/// The domU's `xl` config: PV, no disk, no network, the same kernel as dom0.
+fn domu_config() -> String {
+    format!(
+        r#"# PV domU of `cargo xtask realxen` (generated by xtask/src/realxen/mod.rs)
+name = "{DOMU_NAME}"
+type = "pv"
+kernel = "/{DOMU_KERNEL}"
+ramdisk = "/{DOMU_INITRD}"
+extra = "console=hvc0 rdinit=/init loglevel=4"
+memory = {DOMU_MEMORY_MIB}
+vcpus = 1
+on_poweroff = "destroy"
+on_reboot = "destroy"
+on_crash = "destroy"
+"#
+    )
+}
+
+/// The domU's `/init`: devices, then the vchan suite's agent, which runs the domU side of the
+/// cross-domain tests; power off if it ends. Its console goes to xenconsoled's log in dom0.
+fn domu_init_script() -> String {
+    let modules = DOMU_MODULES.join(" ");
+    let libs = dom0_lib_dirs().join(":");
+    format!(
+        r#"#!/bin/sh
+# domU init of `cargo xtask realxen` (generated by xtask/src/realxen/mod.rs)
+export PATH=/bin
+export LD_LIBRARY_PATH={libs}
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+echo "realxen domU: kernel $(uname -r)"
+for m in {modules}; do
+  insmod /lib/modules/$m.ko || echo "realxen domU: insmod $m failed"
+done
+/bin/{VCHAN_SUITE} --guest /bin
+echo "realxen domU: the agent exited, rc=$?"
 poweroff -f
 "#
     )
@@ -526,8 +693,6 @@ fn boot(
     timeout: Duration,
     log: &Path,
 ) -> Result<(Outcome, Duration)> {
-    let xen_cmdline = "console=com1 com1=115200,8n1 smap=0 dom0_mem=512M,max:512M \
-                       dom0_max_vcpus=1 loglvl=all guest_loglvl=all";
     let dom0_cmdline = "console=hvc0 earlyprintk=xen rdinit=/init loglevel=4";
     // timeout(1) bounds QEMU even if this process dies; our own deadline is a little later.
     let mut c = Command::new("timeout");
@@ -563,7 +728,7 @@ fn boot(
     ])
     .arg(&images.xen)
     .arg("-append")
-    .arg(xen_cmdline)
+    .arg(XEN_CMDLINE)
     .arg("-initrd")
     .arg(format!(
         "{} {dom0_cmdline},{}",
@@ -676,7 +841,8 @@ mod tests {
         o.feed("REALXEN-TEST grant_copy PASS (1 ms)", Duration::ZERO);
         o.feed("REALXEN-TEST vchan_x PASS (1 ms)", Duration::ZERO);
         o.feed("REALXEN-TEST vchan_y FAIL: no", Duration::ZERO);
-        assert_eq!(vchan_results(&o), 2);
+        o.feed("REALXEN-TEST vchan_domU_z PASS (1 ms)", Duration::ZERO);
+        assert_eq!(vchan_results(&o), (2, 1));
     }
 
     #[test]
@@ -713,11 +879,61 @@ mod tests {
             assert!(init.contains(m));
         }
         assert!(init.contains("xenstored --pid-file"));
+        let devpts = init.find("mount -t devpts").unwrap();
+        let consoled = init.find("xenconsoled --pid-file").unwrap();
         let ready = init.find(console::READY).unwrap();
-        let vchan = init.find(&format!("/bin/{VCHAN_SUITE} /bin")).unwrap();
+        let vchan = init
+            .find(&format!("/bin/{VCHAN_SUITE} /bin --domu /{DOMU_CFG}"))
+            .unwrap();
         let tests = init.find(&format!("/bin/{INTEROP}")).unwrap();
         let off = init.find("poweroff -f").unwrap();
-        // The vchan suite runs last: its killed peers must not disturb the grant tests.
-        assert!(ready < tests && tests < vchan && vchan < off);
+        // The vchan suite runs last: its killed peers and its domU must not disturb the grant
+        // tests. xenconsoled drains the domU's console, so it runs before.
+        assert!(
+            devpts < consoled && consoled < ready && ready < tests && tests < vchan && vchan < off
+        );
+    }
+
+    #[test]
+    fn xen_switches_fpu_state_eagerly() {
+        // Without it, dom0<->domU transfers on one pCPU fail their checksums (see XEN_CMDLINE).
+        assert!(
+            XEN_CMDLINE
+                .split_whitespace()
+                .any(|w| w == "spec-ctrl=eager-fpu")
+        );
+        assert!(XEN_CMDLINE.split_whitespace().any(|w| w == "smap=0"));
+    }
+
+    #[test]
+    fn the_domu_boots_our_files_and_runs_the_agent() {
+        let cfg = domu_config();
+        for want in [
+            format!("name = \"{DOMU_NAME}\""),
+            "type = \"pv\"".to_owned(),
+            format!("kernel = \"/{DOMU_KERNEL}\""),
+            format!("ramdisk = \"/{DOMU_INITRD}\""),
+            format!("memory = {DOMU_MEMORY_MIB}"),
+        ] {
+            assert!(cfg.contains(&want), "{want} missing from\n{cfg}");
+        }
+        // No disk, no network: nothing a hotplug script or a backend would have to serve.
+        assert!(
+            !cfg.lines()
+                .any(|l| l.starts_with("disk") || l.starts_with("vif"))
+        );
+        // Dom0 has 512 MiB of the machine's 1024; the domU fits in what is left.
+        assert!((128..=192).contains(&DOMU_MEMORY_MIB));
+
+        let init = domu_init_script();
+        assert!(init.starts_with("#!/bin/sh\n"));
+        for m in DOMU_MODULES {
+            assert!(init.contains(m));
+        }
+        let agent = init
+            .find(&format!("/bin/{VCHAN_SUITE} --guest /bin"))
+            .unwrap();
+        let off = init.find("poweroff -f").unwrap();
+        assert!(agent < off);
     }
 }
