@@ -685,12 +685,12 @@ mod suite {
     }
 
     /// Transfers per implementation in a throughput test, alternating ours and libxenvchan.
-    const ROUNDS: u32 = 3;
+    const ROUNDS: u32 = 5;
 
     /// Ours against ours and libxenvchan against libxenvchan, server in `server` sending to
     /// the client in `client`, `ring`-byte rings, same boot: [`ROUNDS`] transfers each,
-    /// alternating, and the best of each compared (the emulator shares the host with other
-    /// work, and a disturbance slows whichever transfer it hits).
+    /// alternating, and the medians compared (the emulator shares the host with other work,
+    /// and a disturbance slows whichever transfer it hits); the best of each is printed too.
     fn throughput(
         env: &Env,
         server: Dom,
@@ -729,19 +729,27 @@ mod suite {
             theirs.push(their_rate);
         }
         let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+        let median = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
         let list = |v: &[f64]| {
             v.iter()
                 .map(|x| format!("{x:.1}"))
                 .collect::<Vec<_>>()
                 .join("/")
         };
-        let (o, t) = (best(&ours), best(&theirs));
+        let (o, t) = (median(&ours), median(&theirs));
         let line = format!(
-            "vchan throughput {}->{}, {} KiB rings, 64 MiB verified, best of {ROUNDS}: ours {o:.1} MB/s, libxenvchan {t:.1} MB/s (ratio {:.2}; rounds ours {}, libxenvchan {}); ours: {detail}; libxenvchan: {their_detail}",
+            "vchan throughput {}->{}, {} KiB rings, 64 MiB verified, median of {ROUNDS}: ours {o:.1} MB/s, libxenvchan {t:.1} MB/s (ratio {:.2}; best {:.1} / {:.1}, ratio {:.2}; rounds ours {}, libxenvchan {}); ours: {detail}; libxenvchan: {their_detail}",
             server.name(),
             client.name(),
             ring / 1024,
             o / t,
+            best(&ours),
+            best(&theirs),
+            best(&ours) / best(&theirs),
             list(&ours),
             list(&theirs)
         );
