@@ -6,7 +6,9 @@
  * publishes its index with a release store; the reader acquires it, copies out into a private
  * buffer and publishes its index. The same two copies as a vchan, and nothing else: no
  * notify bytes, no event channel, no checks. A side that cannot proceed spins (with a pause,
- * and a yield every 256 spins), as the xtask ring benchmark's anchor does.
+ * and a yield every 256 spins), as the xtask ring benchmark's anchor does. The indices sit
+ * where the caller says: next to each other in a vchan header (the benchmark's limit) or
+ * each in a cache line of its own (for comparison).
  *
  * The reader thread pins itself to `reader_cpu` (if >= 0), as the Rust side pins its
  * second thread, so that every contender runs on two distinct CPUs.
@@ -20,8 +22,14 @@
 #include <time.h>
 
 struct ring {
-	_Alignas(64) uint32_t prod;
-	_Alignas(64) uint32_t cons;
+	/* The indices: in lines of their own (layout 0), or next to each other in a 24-byte
+	 * header as `struct vchan_interface` has them (layout 1: left ring cons at 0, prod at
+	 * 4, the line both ends share, which libxenvchan's ABI fixes). */
+	uint32_t *prod;
+	uint32_t *cons;
+	_Alignas(64) uint32_t own_prod;
+	_Alignas(64) uint32_t own_cons;
+	_Alignas(64) uint32_t header[6];
 	_Alignas(64) uint8_t *buf;
 	uint32_t size;
 	long chunk;
@@ -52,7 +60,7 @@ static void *reader(void *arg)
 	unsigned spins = 0;
 	uint64_t sum = 0;
 	while (got < r->total) {
-		uint32_t prod = __atomic_load_n(&r->prod, __ATOMIC_ACQUIRE);
+		uint32_t prod = __atomic_load_n(r->prod, __ATOMIC_ACQUIRE);
 		uint32_t ready = prod - cons;
 		if (ready == 0) {
 			relax(&spins);
@@ -65,7 +73,7 @@ static void *reader(void *arg)
 		memcpy(dst + first, r->buf, n - first);
 		sum += dst[0] + dst[n - 1];
 		cons += n;
-		__atomic_store_n(&r->cons, cons, __ATOMIC_RELEASE);
+		__atomic_store_n(r->cons, cons, __ATOMIC_RELEASE);
 		got += n;
 	}
 	r->sum = sum;
@@ -74,8 +82,9 @@ static void *reader(void *arg)
 }
 
 /* Moves `total` bytes in writes of `chunk` bytes through a ring of `size` bytes, the reader
- * on CPU `reader_cpu` (-1: anywhere); returns the seconds it took, or -1 on a setup failure. */
-double c_vchan_limit(long size, long chunk, long total, long reader_cpu)
+ * on CPU `reader_cpu` (-1: anywhere), the indices laid out as `layout` says (see struct
+ * ring); returns the seconds it took, or -1 on a setup failure. */
+double c_vchan_limit(long size, long chunk, long total, long reader_cpu, long layout)
 {
 	struct ring *r;
 	if (posix_memalign((void **)&r, 64, sizeof *r))
@@ -85,6 +94,8 @@ double c_vchan_limit(long size, long chunk, long total, long reader_cpu)
 	r->chunk = chunk;
 	r->total = total;
 	r->cpu = (int)reader_cpu;
+	r->prod = layout ? &r->header[1] : &r->own_prod;
+	r->cons = layout ? &r->header[0] : &r->own_cons;
 	if (posix_memalign((void **)&r->buf, 4096, size))
 		return -1;
 	memset(r->buf, 0, size);
@@ -103,7 +114,7 @@ double c_vchan_limit(long size, long chunk, long total, long reader_cpu)
 		long want = total - sent < chunk ? total - sent : chunk;
 		long off = 0;
 		while (off < want) {
-			uint32_t cons = __atomic_load_n(&r->cons, __ATOMIC_ACQUIRE);
+			uint32_t cons = __atomic_load_n(r->cons, __ATOMIC_ACQUIRE);
 			uint32_t space = r->size - (prod - cons);
 			if (space == 0) {
 				relax(&spins);
@@ -115,7 +126,7 @@ double c_vchan_limit(long size, long chunk, long total, long reader_cpu)
 			memcpy(r->buf + at, src + off, first);
 			memcpy(r->buf, src + off + first, n - first);
 			prod += n;
-			__atomic_store_n(&r->prod, prod, __ATOMIC_RELEASE);
+			__atomic_store_n(r->prod, prod, __ATOMIC_RELEASE);
 			off += n;
 		}
 		sent += want;
