@@ -96,6 +96,17 @@ fn default_spin() -> u32 {
 /// How long one event-channel wait lasts when there is no deadline.
 const SLICE: Duration = Duration::from_secs(1);
 
+/// How long a wait may last.
+#[derive(Clone, Copy)]
+enum Until {
+    /// `timeout` from now; the clock is read only if the first sleep ends early.
+    For(Duration),
+    /// Up to the deadline (on the xenstore clock).
+    Deadline(Duration),
+    /// As long as it takes.
+    Forever,
+}
+
 /// A connected vchan end: a byte stream (or packets) in each direction.
 ///
 /// `S` is the memory ([`ServerMem`](crate::ServerMem) or [`ClientMem`](crate::ClientMem)),
@@ -728,32 +739,30 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     /// Waits at most `timeout` for an event on the channel and re-arms the port. True if the
     /// peer signalled. Use after a `try_*` call returned `WouldBlock` (it asked the peer to
     /// signal), or after [`data_ready`](Self::data_ready) / [`buffer_space`](Self::buffer_space).
+    ///
+    /// The common case reads no clock: one sleep of `timeout` that ends with our port or
+    /// with the time out. If another port of a shared handle wakes it, the rest of the wait
+    /// runs against a deadline taken then, so that case can last up to twice `timeout`
+    /// (give the channel its own handle).
     pub fn wait(&mut self, timeout: Duration) -> Result<bool, VchanError> {
-        let deadline = self.xs.now().saturating_add(timeout);
-        self.wait_event_first(Some(deadline), Some(timeout))
+        self.wait_until(Until::For(timeout))
     }
 
     /// Sleeps until our port fires (true) or the deadline passes (false). After an event in
     /// which nothing changed in shared memory, re-arming the port is delayed as the damper
     /// says, so a storm costs O(log n) wake-ups, not n.
     pub(crate) fn wait_event(&mut self, deadline: Option<Duration>) -> Result<bool, VchanError> {
-        self.wait_event_first(deadline, None)
+        self.wait_until(deadline.map_or(Until::Forever, Until::Deadline))
     }
 
-    /// [`wait_event`](Self::wait_event), with the first sleep's length when the caller just
-    /// computed the deadline from it (one clock read less per wait).
-    fn wait_event_first(
-        &mut self,
-        deadline: Option<Duration>,
-        mut first: Option<Duration>,
-    ) -> Result<bool, VchanError> {
+    fn wait_until(&mut self, mut until: Until) -> Result<bool, VchanError> {
         self.flush()?;
         self.stats.waits += 1;
         loop {
-            let left = match (first.take(), deadline) {
-                (Some(t), _) => t,
-                (None, None) => SLICE,
-                (None, Some(d)) => {
+            let left = match until {
+                Until::For(t) => t,
+                Until::Forever => SLICE,
+                Until::Deadline(d) => {
                     let now = self.xs.now();
                     if now >= d {
                         return Ok(false);
@@ -769,13 +778,23 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
                     self.seen = now;
                     let delay = self.damper.record(work);
                     if !delay.is_zero() {
-                        self.sleep_masked(delay, deadline)?;
+                        let cap = match until {
+                            Until::Deadline(d) => Some(d),
+                            _ => None,
+                        };
+                        self.sleep_masked(delay, cap)?;
                     }
                     self.ev.unmask(self.port)?;
                     return Ok(true);
                 }
+                // The whole of a relative wait passed.
+                None if matches!(until, Until::For(_)) => return Ok(false),
                 // Another port of a shared handle, or the time slice ran out.
-                _ => continue,
+                _ => {
+                    if let Until::For(t) = until {
+                        until = Until::Deadline(self.xs.now().saturating_add(t));
+                    }
+                }
             }
         }
     }

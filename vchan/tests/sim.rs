@@ -466,3 +466,41 @@ fn write_more_sees_a_closed_peer_within_the_room_it_knew() {
     assert_eq!(err, VchanError::PeerClosed);
     assert!(accepted <= 1000);
 }
+
+/// `wait` on a handle shared with another port: that port's event does not end the wait
+/// early as a signal (false, after the timeout), and a later signal of ours still does.
+#[test]
+fn wait_on_a_shared_handle_skips_other_ports() {
+    use xen_xenbus::EventChannels;
+    let w = World::new();
+    let srv_ev = w.srv.evtchn();
+    let config = xen_vchan::ServerConfig::with_orders(w.path.clone(), 10, 11)
+        .unwrap()
+        .options(opts());
+    let l = xen_vchan::listen(
+        w.srv.grants(),
+        &srv_ev,
+        w.srv.xenstore(),
+        w.cli.domid(),
+        &config,
+    )
+    .unwrap();
+    let mut c = w.connect().unwrap();
+    let mut s = l.accept(T).unwrap();
+    // Another port on the server's handle, fired by the client domain.
+    let other = srv_ev.alloc_unbound(w.cli.domid()).unwrap();
+    let cli_ev = w.cli.evtchn();
+    let far = cli_ev.bind_interdomain(w.srv.domid(), other).unwrap();
+    // Drain what connecting left pending.
+    while s.wait(Duration::from_millis(20)).unwrap() {}
+    cli_ev.notify(far).unwrap();
+    let t = Instant::now();
+    assert!(!s.wait(Duration::from_millis(300)).unwrap());
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // Ours still wakes it.
+    assert_eq!(s.data_ready().unwrap(), 0);
+    c.write_all(b"hi").unwrap();
+    assert!(s.wait(Duration::from_secs(5)).unwrap());
+}
