@@ -81,16 +81,49 @@ pub struct Stats {
     pub events: u64,
 }
 
-/// The spin budget for [`Options::default`]: 2000 polls, or none where the process can run
-/// on one CPU only (with `std`; a dom0 with one vCPU, a pinned process). There the peer
-/// cannot act while we spin, so every poll is wasted and only delays the sleep that lets it
-/// run.
+/// The spin budget for [`Options::default`]: 2000 polls, or none where the domain has one
+/// CPU only (with `std`: a dom0 with one vCPU). There the peer cannot act while we spin, so
+/// every poll is wasted and only delays the sleep that lets it run.
+///
+/// The CPUs counted are the system's online CPUs, not the calling thread's affinity: a
+/// thread pinned to one CPU still has a peer that runs on another (a benchmark pinning its
+/// reader and writer to two CPUs got no spin, and every hand-over of a small ring slept).
 fn default_spin() -> u32 {
     #[cfg(feature = "std")]
-    if std::thread::available_parallelism().is_ok_and(|n| n.get() == 1) {
+    if online_cpus() == Some(1) {
         return 0;
     }
     2000
+}
+
+/// How many CPUs the system has online: Linux's `/sys/devices/system/cpu/online` (a list
+/// such as `0-3,5`), else `available_parallelism` (which counts only those the calling
+/// thread may use).
+#[cfg(feature = "std")]
+fn online_cpus() -> Option<usize> {
+    if let Ok(list) = std::fs::read_to_string("/sys/devices/system/cpu/online") {
+        if let Some(n) = count_cpu_list(list.trim()) {
+            return Some(n);
+        }
+    }
+    std::thread::available_parallelism().ok().map(|n| n.get())
+}
+
+/// The number of CPUs in a Linux CPU list (`0`, `0-3`, `0-3,5,7-8`); `None` if malformed.
+#[cfg(feature = "std")]
+fn count_cpu_list(list: &str) -> Option<usize> {
+    let mut n = 0usize;
+    for part in list.split(',') {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.parse::<usize>().ok()?, b.parse::<usize>().ok()?),
+            None => {
+                let a = part.parse::<usize>().ok()?;
+                (a, a)
+            }
+        };
+        n = n.checked_add(hi.checked_sub(lo)?.checked_add(1)?)?;
+    }
+    (n > 0).then_some(n)
 }
 
 /// How long one event-channel wait lasts when there is no deadline.
@@ -849,5 +882,20 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
 impl<S: Side, E: EventChannels, X: Xenstore> Drop for Vchan<S, E, X> {
     fn drop(&mut self) {
         let _ = self.shutdown();
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_count_as_linux_writes_them() {
+        assert_eq!(count_cpu_list("0"), Some(1));
+        assert_eq!(count_cpu_list("0-1"), Some(2));
+        assert_eq!(count_cpu_list("0-3,5,7-8"), Some(7));
+        assert_eq!(count_cpu_list(""), None);
+        assert_eq!(count_cpu_list("3-1"), None);
+        assert_eq!(count_cpu_list("a"), None);
     }
 }
