@@ -309,7 +309,7 @@ impl<'a, A: Access> SharedMem<'a, A> {
             // SAFETY: the range is in bounds (checked) and `dst` is private memory that
             // cannot overlap shared memory (it is a Rust reference, which we never form into
             // shared memory).
-            unsafe { volatile_copy_in(self.at(off), dst) }
+            unsafe { volatile_copy_in_wide(self.at(off), dst) }
         }
         #[cfg(loom)]
         {
@@ -474,7 +474,7 @@ impl<'a> SharedMem<'a, Writable> {
         {
             // SAFETY: in bounds (checked), writable; `src` is private memory and cannot
             // overlap shared memory.
-            unsafe { volatile_copy_out(src, self.at(off)) }
+            unsafe { volatile_copy_out_wide(src, self.at(off)) }
         }
         #[cfg(loom)]
         {
@@ -806,6 +806,154 @@ unsafe fn volatile_copy_out(src: &[u8], dst: *mut u8) {
     });
 }
 
+/// Copies of at least this many bytes use 32-byte AVX2 words where the CPU has them.
+#[cfg(not(loom))]
+const WIDE_MIN: usize = 256;
+
+/// [`volatile_copy_in`], in 32-byte AVX2 words for long copies on CPUs that have them (ring
+/// payloads: about twice the throughput of 16-byte words, and under QEMU's TCG, which
+/// emulates AVX2 with host vectors, about three times).
+///
+/// # Safety
+///
+/// As for [`volatile_copy_in`].
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn volatile_copy_in_wide(src: *const u8, dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if dst.len() >= WIDE_MIN && avx2::available() {
+        // SAFETY: the caller's guarantees, and AVX2 is available (checked).
+        unsafe { avx2::copy_in(src, dst) };
+        return;
+    }
+    // SAFETY: the caller's guarantees.
+    unsafe { volatile_copy_in(src, dst) }
+}
+
+/// [`volatile_copy_out`], in 32-byte AVX2 words for long copies on CPUs that have them.
+///
+/// # Safety
+///
+/// As for [`volatile_copy_out`].
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn volatile_copy_out_wide(src: &[u8], dst: *mut u8) {
+    #[cfg(target_arch = "x86_64")]
+    if src.len() >= WIDE_MIN && avx2::available() {
+        // SAFETY: the caller's guarantees, and AVX2 is available (checked).
+        unsafe { avx2::copy_out(src, dst) };
+        return;
+    }
+    // SAFETY: the caller's guarantees.
+    unsafe { volatile_copy_out(src, dst) }
+}
+
+/// AVX2 volatile copies: each shared byte is still accessed exactly once, in whole 32-byte
+/// words, then the baseline plan for the last 0-31 bytes.
+#[cfg(all(not(loom), target_arch = "x86_64"))]
+mod avx2 {
+    use super::{Word, load_word, store_word, volatile_copy_in, volatile_copy_out};
+    use core::arch::x86_64::__m256i;
+    use core::sync::atomic::{AtomicU8, Ordering};
+
+    // SAFETY: `__m256i` is 32 bytes of integer lanes, every bit pattern valid, no padding.
+    unsafe impl Word for __m256i {}
+
+    /// 0: not yet known, 1: no AVX2, 2: AVX2.
+    static STATE: AtomicU8 = AtomicU8::new(0);
+
+    /// Whether the CPU has AVX2 and the OS saves the YMM registers (CPUID.1:ECX OSXSAVE and
+    /// AVX, XCR0 bits 1-2, CPUID.7.0:EBX bit 5), found once.
+    #[inline(always)]
+    pub fn available() -> bool {
+        match STATE.load(Ordering::Relaxed) {
+            0 => detect(),
+            s => s == 2,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn detect() -> bool {
+        use core::arch::x86_64::{__cpuid, __cpuid_count};
+        let max = __cpuid(0).eax;
+        let l1 = __cpuid(1);
+        let osxsave_avx = l1.ecx & (1 << 27) != 0 && l1.ecx & (1 << 28) != 0;
+        let yes = max >= 7
+            && osxsave_avx
+            // SAFETY: OSXSAVE is set, so the OS enabled XGETBV.
+            && unsafe { xcr0() } & 0b110 == 0b110
+            && __cpuid_count(7, 0).ebx & (1 << 5) != 0;
+        STATE.store(if yes { 2 } else { 1 }, Ordering::Relaxed);
+        yes
+    }
+
+    /// XCR0.
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have XGETBV enabled (CPUID.1:ECX.OSXSAVE).
+    #[target_feature(enable = "xsave")]
+    unsafe fn xcr0() -> u64 {
+        // SAFETY: XGETBV is enabled (caller); register 0 (XCR0) always exists.
+        unsafe { core::arch::x86_64::_xgetbv(0) }
+    }
+
+    /// # Safety
+    ///
+    /// As for [`volatile_copy_in`](super::volatile_copy_in), and the CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn copy_in(src: *const u8, dst: &mut [u8]) {
+        let n = dst.len();
+        let mut i = 0;
+        // Every word below lies inside `[0, n)`: valid for reads (caller) and within `dst`.
+        while i + 128 <= n {
+            // SAFETY: in range (above).
+            unsafe {
+                load_word::<__m256i>(src, dst, i);
+                load_word::<__m256i>(src, dst, i + 32);
+                load_word::<__m256i>(src, dst, i + 64);
+                load_word::<__m256i>(src, dst, i + 96);
+            }
+            i += 128;
+        }
+        while i + 32 <= n {
+            // SAFETY: in range (above).
+            unsafe { load_word::<__m256i>(src, dst, i) };
+            i += 32;
+        }
+        // SAFETY: `src + i` is valid for the `n - i` bytes left, which `dst[i..]` holds.
+        unsafe { volatile_copy_in(src.add(i), &mut dst[i..]) }
+    }
+
+    /// # Safety
+    ///
+    /// As for [`volatile_copy_out`](super::volatile_copy_out), and the CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn copy_out(src: &[u8], dst: *mut u8) {
+        let n = src.len();
+        let mut i = 0;
+        // Every word below lies inside `[0, n)`: valid for writes (caller) and within `src`.
+        while i + 128 <= n {
+            // SAFETY: in range (above).
+            unsafe {
+                store_word::<__m256i>(src, dst, i);
+                store_word::<__m256i>(src, dst, i + 32);
+                store_word::<__m256i>(src, dst, i + 64);
+                store_word::<__m256i>(src, dst, i + 96);
+            }
+            i += 128;
+        }
+        while i + 32 <= n {
+            // SAFETY: in range (above).
+            unsafe { store_word::<__m256i>(src, dst, i) };
+            i += 32;
+        }
+        // SAFETY: `dst + i` is valid for the `n - i` bytes left, which `src[i..]` holds.
+        unsafe { volatile_copy_out(&src[i..], dst.add(i)) }
+    }
+}
+
 /// An owned, zero-initialised, page-aligned allocation meant to be shared: page memory,
 /// grant-table frames, simulated rings.
 ///
@@ -946,6 +1094,32 @@ mod tests {
                 let src: alloc::vec::Vec<u8> = (0..len).map(|i| (i as u8) ^ 0x5a).collect();
                 m.write_bytes(off, &src);
                 let mut all = [0u8; 512];
+                m.read_bytes(0, &mut all);
+                assert!(all[..off].iter().all(|&b| b == 0xee), "before {off}+{len}");
+                assert_eq!(&all[off..off + len], &src[..], "{off}+{len}");
+                assert!(
+                    all[off + len..].iter().all(|&b| b == 0xee),
+                    "after {off}+{len}"
+                );
+                let mut back = alloc::vec![0u8; len];
+                m.read_bytes(off, &mut back);
+                assert_eq!(back, src, "read {off}+{len}");
+            }
+        }
+    }
+
+    /// The wide (AVX2) copies, taken from `WIDE_MIN` bytes on: every 32-byte phase, every
+    /// tail length, exactly the range.
+    #[test]
+    fn wide_copies_cover_exactly_the_range_at_every_alignment() {
+        let r = SharedRegion::new_zeroed(1024);
+        let m = r.mem();
+        for off in 0..33 {
+            for len in (WIDE_MIN..WIDE_MIN + 70).chain([511, 512, 640, 900]) {
+                m.fill(0, 1024, 0xee);
+                let src: alloc::vec::Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+                m.write_bytes(off, &src);
+                let mut all = [0u8; 1024];
                 m.read_bytes(0, &mut all);
                 assert!(all[..off].iter().all(|&b| b == 0xee), "before {off}+{len}");
                 assert_eq!(&all[off..off + len], &src[..], "{off}+{len}");
