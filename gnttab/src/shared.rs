@@ -899,30 +899,36 @@ mod avx2 {
         unsafe { core::arch::x86_64::_xgetbv(0) }
     }
 
+    /// The 32-byte words of a wide copy of `n` bytes: calls `word(i)` for each, in order,
+    /// four a turn, and returns where they stop (the last `n - i < 32` bytes are the
+    /// caller's). Shared by both directions, as [`word_plan`](super::word_plan) is.
+    #[inline(always)]
+    fn wide_plan(n: usize, mut word: impl FnMut(usize)) -> usize {
+        let mut i = 0;
+        while i + 128 <= n {
+            word(i);
+            word(i + 32);
+            word(i + 64);
+            word(i + 96);
+            i += 128;
+        }
+        while i + 32 <= n {
+            word(i);
+            i += 32;
+        }
+        i
+    }
+
     /// # Safety
     ///
     /// As for [`volatile_copy_in`](super::volatile_copy_in), and the CPU has AVX2.
     #[target_feature(enable = "avx2")]
     pub unsafe fn copy_in(src: *const u8, dst: &mut [u8]) {
-        let n = dst.len();
-        let mut i = 0;
-        // Every word below lies inside `[0, n)`: valid for reads (caller) and within `dst`.
-        while i + 128 <= n {
-            // SAFETY: in range (above).
-            unsafe {
-                load_word::<__m256i>(src, dst, i);
-                load_word::<__m256i>(src, dst, i + 32);
-                load_word::<__m256i>(src, dst, i + 64);
-                load_word::<__m256i>(src, dst, i + 96);
-            }
-            i += 128;
-        }
-        while i + 32 <= n {
-            // SAFETY: in range (above).
-            unsafe { load_word::<__m256i>(src, dst, i) };
-            i += 32;
-        }
-        // SAFETY: `src + i` is valid for the `n - i` bytes left, which `dst[i..]` holds.
+        // Every word `wide_plan` gives lies inside `[0, dst.len())`: valid for reads
+        // (caller) and within `dst`.
+        // SAFETY: in range (above).
+        let i = wide_plan(dst.len(), |i| unsafe { load_word::<__m256i>(src, dst, i) });
+        // SAFETY: `src + i` is valid for the bytes left, which `dst[i..]` holds.
         unsafe { volatile_copy_in(src.add(i), &mut dst[i..]) }
     }
 
@@ -931,25 +937,11 @@ mod avx2 {
     /// As for [`volatile_copy_out`](super::volatile_copy_out), and the CPU has AVX2.
     #[target_feature(enable = "avx2")]
     pub unsafe fn copy_out(src: &[u8], dst: *mut u8) {
-        let n = src.len();
-        let mut i = 0;
-        // Every word below lies inside `[0, n)`: valid for writes (caller) and within `src`.
-        while i + 128 <= n {
-            // SAFETY: in range (above).
-            unsafe {
-                store_word::<__m256i>(src, dst, i);
-                store_word::<__m256i>(src, dst, i + 32);
-                store_word::<__m256i>(src, dst, i + 64);
-                store_word::<__m256i>(src, dst, i + 96);
-            }
-            i += 128;
-        }
-        while i + 32 <= n {
-            // SAFETY: in range (above).
-            unsafe { store_word::<__m256i>(src, dst, i) };
-            i += 32;
-        }
-        // SAFETY: `dst + i` is valid for the `n - i` bytes left, which `src[i..]` holds.
+        // Every word `wide_plan` gives lies inside `[0, src.len())`: valid for writes
+        // (caller) and within `src`.
+        // SAFETY: in range (above).
+        let i = wide_plan(src.len(), |i| unsafe { store_word::<__m256i>(src, dst, i) });
+        // SAFETY: `dst + i` is valid for the bytes left, which `src[i..]` holds.
         unsafe { volatile_copy_out(&src[i..], dst.add(i)) }
     }
 }

@@ -98,15 +98,16 @@ fn default_spin() -> u32 {
 
 /// How many CPUs the system has online: Linux's `/sys/devices/system/cpu/online` (a list
 /// such as `0-3,5`), else `available_parallelism` (which counts only those the calling
-/// thread may use).
+/// thread may use). Read once per process: every channel's `Options::default()` asks.
 #[cfg(feature = "std")]
 fn online_cpus() -> Option<usize> {
-    if let Ok(list) = std::fs::read_to_string("/sys/devices/system/cpu/online") {
-        if let Some(n) = count_cpu_list(list.trim()) {
-            return Some(n);
-        }
-    }
-    std::thread::available_parallelism().ok().map(|n| n.get())
+    static ONLINE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *ONLINE.get_or_init(|| {
+        std::fs::read_to_string("/sys/devices/system/cpu/online")
+            .ok()
+            .and_then(|list| count_cpu_list(list.trim()))
+            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+    })
 }
 
 /// The number of CPUs in a Linux CPU list (`0`, `0-3`, `0-3,5,7-8`); `None` if malformed.
@@ -369,12 +370,21 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     /// Reads what is ready, up to `buf.len()`, without blocking: `Ok(n > 0)`, `Ok(0)` at the
     /// end of the stream (or for an empty `buf`), `Err(WouldBlock)` when nothing is ready.
     pub fn try_read(&mut self, buf: &mut [u8]) -> Result<usize, VchanError> {
+        self.try_read_as(buf, false)
+    }
+
+    /// [`try_read`](Self::try_read), or [`try_read_more`](Self::try_read_more) if `more`.
+    fn try_read_as(&mut self, buf: &mut [u8], more: bool) -> Result<usize, VchanError> {
         if buf.is_empty() {
             return Ok(0);
         }
         let r = self.poll_rx(1);
         if self.lift(r)? > 0 {
-            return self.take(buf);
+            return self.take_as(buf, more);
+        }
+        if more {
+            // Nothing to read: the caller is about to wait, maybe on something else.
+            self.flush()?;
         }
         match self.peer()? {
             Peer::Live => Err(VchanError::WouldBlock),
@@ -382,15 +392,31 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
             Peer::Gone => {
                 let r = self.poll_rx(1);
                 self.lift(r)?;
-                self.take(buf)
+                self.take_as(buf, more)
             }
         }
+    }
+
+    /// [`take`](Self::take), or without taking the peer's request (counted as held) if
+    /// `more`.
+    fn take_as(&mut self, buf: &mut [u8], more: bool) -> Result<usize, VchanError> {
+        if !more {
+            return self.take(buf);
+        }
+        let n = self.rings.take_more(buf);
+        self.hold(NOTIFY_READ, n)?;
+        Ok(n)
     }
 
     /// Writes as much of `data` as fits, without blocking: `Ok(n > 0)` (or `Ok(0)` for empty
     /// `data`), `Err(WouldBlock)` when the ring is full, `Err(PeerClosed)` after the peer
     /// closed.
     pub fn try_write(&mut self, data: &[u8]) -> Result<usize, VchanError> {
+        self.try_write_as(data, false)
+    }
+
+    /// [`try_write`](Self::try_write), or [`try_write_more`](Self::try_write_more) if `more`.
+    fn try_write_as(&mut self, data: &[u8], more: bool) -> Result<usize, VchanError> {
         if self.peer()? == Peer::Gone {
             return Err(VchanError::PeerClosed);
         }
@@ -399,9 +425,18 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         }
         let r = self.poll_tx(1);
         if self.lift(r)? == 0 {
+            if more {
+                // The ring is full: the caller is about to wait, maybe on something else.
+                self.flush()?;
+            }
             return Err(VchanError::WouldBlock);
         }
-        self.put(data)
+        if !more {
+            return self.put(data);
+        }
+        let n = self.rings.put_more(data);
+        self.hold(NOTIFY_WRITE, n)?;
+        Ok(n)
     }
 
     /// [`try_write`](Self::try_write) for a writer with more data to follow at once, as
@@ -445,41 +480,36 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     /// # Ok::<(), xen_vchan::VchanError>(())
     /// ```
     pub fn try_write_more(&mut self, data: &[u8]) -> Result<usize, VchanError> {
-        if self.peer()? == Peer::Gone {
-            return Err(VchanError::PeerClosed);
-        }
-        if data.is_empty() {
-            return Ok(0);
-        }
-        let r = self.poll_tx(1);
-        if self.lift(r)? == 0 {
-            self.flush()?;
-            return Err(VchanError::WouldBlock);
-        }
-        let n = self.rings.put_more(data);
-        self.held_more_tx(n)?;
-        Ok(n)
+        self.try_write_as(data, true)
     }
 
-    /// Counts `n` bytes written without taking the peer's request; takes it once half the
-    /// ring is held.
+    /// The bytes held back in the direction of notify bit `bit` (`NOTIFY_WRITE`: written by
+    /// `*_more` calls; `NOTIFY_READ`: read by them) and the size of that ring.
+    fn held(&mut self, bit: u8) -> (&mut u32, u32) {
+        if bit == NOTIFY_WRITE {
+            (&mut self.held_tx, self.rings.tx_shape().size)
+        } else {
+            (&mut self.held_rx, self.rings.rx_shape().size)
+        }
+    }
+
+    /// Counts `n` bytes moved without taking the peer's request for `bit`; takes it once
+    /// half the ring is held.
     #[inline]
-    fn held_more_tx(&mut self, n: usize) -> Result<(), VchanError> {
+    fn hold(&mut self, bit: u8, n: usize) -> Result<(), VchanError> {
+        let (held, size) = self.held(bit);
         // n <= the ring size, a u32.
-        self.held_tx = self.held_tx.saturating_add(n as u32);
-        if self.held_tx >= self.rings.tx_shape().size / 2 {
-            self.flush_tx()?;
+        *held = held.saturating_add(n as u32);
+        if *held >= size / 2 {
+            self.flush_one(bit)?;
         }
         Ok(())
     }
 
-    /// Counts `n` bytes read without taking the peer's request; takes it once half the ring
-    /// is held.
-    #[inline]
-    fn held_more_rx(&mut self, n: usize) -> Result<(), VchanError> {
-        self.held_rx = self.held_rx.saturating_add(n as u32);
-        if self.held_rx >= self.rings.rx_shape().size / 2 {
-            self.flush_rx()?;
+    /// Takes the peer's request for `bit` if bytes are held back in that direction.
+    fn flush_one(&mut self, bit: u8) -> Result<(), VchanError> {
+        if core::mem::take(self.held(bit).0) > 0 && self.rings.send_notify(bit) {
+            self.signal()?;
         }
         Ok(())
     }
@@ -491,24 +521,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     /// [`try_write_more`](Self::try_write_more), with the same duty to flush before waiting
     /// on anything but this channel.
     pub fn try_read_more(&mut self, buf: &mut [u8]) -> Result<usize, VchanError> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        let r = self.poll_rx(1);
-        if self.lift(r)? == 0 {
-            self.flush()?;
-            match self.peer()? {
-                Peer::Live => return Err(VchanError::WouldBlock),
-                // The peer may have written, then closed, after our look: look once more.
-                Peer::Gone => {
-                    let r = self.poll_rx(1);
-                    self.lift(r)?;
-                }
-            }
-        }
-        let n = self.rings.take_more(buf);
-        self.held_more_rx(n)?;
-        Ok(n)
+        self.try_read_as(buf, true)
     }
 
     /// [`read`](Self::read) for a reader that will read again at once (see
@@ -518,7 +531,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     pub fn read_more(&mut self, buf: &mut [u8]) -> Result<usize, VchanError> {
         let r = self.rings.read_now_more(buf);
         if let Some(n) = self.lift(r)? {
-            self.held_more_rx(n)?;
+            self.hold(NOTIFY_READ, n)?;
             return Ok(n);
         }
         self.blocking(|v| v.try_read_more(buf))
@@ -531,30 +544,8 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     /// bytes are held back.
     #[inline]
     pub fn flush(&mut self) -> Result<(), VchanError> {
-        self.flush_tx()?;
-        self.flush_rx()
-    }
-
-    fn flush_tx(&mut self) -> Result<(), VchanError> {
-        if self.held_tx == 0 {
-            return Ok(());
-        }
-        self.held_tx = 0;
-        if self.rings.send_notify(NOTIFY_WRITE) {
-            self.signal()?;
-        }
-        Ok(())
-    }
-
-    fn flush_rx(&mut self) -> Result<(), VchanError> {
-        if self.held_rx == 0 {
-            return Ok(());
-        }
-        self.held_rx = 0;
-        if self.rings.send_notify(NOTIFY_READ) {
-            self.signal()?;
-        }
-        Ok(())
+        self.flush_one(NOTIFY_WRITE)?;
+        self.flush_one(NOTIFY_READ)
     }
 
     /// Sends `packet` whole or not at all, without blocking (`libxenvchan_send` in
@@ -731,7 +722,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         if !self.peer_closed {
             let r = self.rings.write_now_more(data);
             if let Some(n) = self.lift(r)? {
-                self.held_more_tx(n)?;
+                self.hold(NOTIFY_WRITE, n)?;
                 return Ok(n);
             }
         }

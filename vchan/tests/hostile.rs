@@ -352,3 +352,45 @@ fn an_event_storm_is_damped_and_a_real_write_still_gets_through() {
     s.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"real");
 }
+
+/// The bulk calls keep using what their last look validated, and check the peer's indices
+/// as strictly at their next look: a producer index moved past the ring breaks a
+/// `read_more` reader, a consumer index moved past our producer breaks a `write_more`
+/// writer, and neither reads or writes outside what was validated before.
+#[test]
+fn indices_moved_past_the_ring_break_the_bulk_calls_at_their_next_look() {
+    let w = World::new();
+    let (mut s, mut c, page) = pair_with_page(&w, 10, 11);
+    let m = page.mem().unwrap();
+    c.write_more(&[1u8; 100]).unwrap();
+    c.flush().unwrap();
+    let mut b = [0u8; 60];
+    assert_eq!(s.read_more(&mut b).unwrap(), 60);
+    // The client now claims 2000 bytes in the 1024-byte ring: the 40 bytes the server
+    // validated are still read, the next look breaks.
+    m.store_u32(LEFT_PROD, 2000, Ordering::Release);
+    assert_eq!(s.read_more(&mut b[..40]).unwrap(), 40);
+    assert!(b[..40].iter().all(|x| *x == 1));
+    assert_eq!(
+        s.read_more(&mut b),
+        Err(VchanError::Broken(Broken::RxOverrun {
+            prod: 2000,
+            cons: 100,
+            size: 1024
+        }))
+    );
+    assert!(matches!(s.read_more(&mut b), Err(VchanError::Broken(_))));
+
+    let w = World::new();
+    let (_s, mut c, page) = pair_with_page(&w, 10, 11);
+    let m = page.mem().unwrap();
+    assert_eq!(c.write_more(&[2u8; 1000]).unwrap(), 1000);
+    // The server claims to have consumed 5000 of 1000 bytes: the 24 bytes of room the
+    // client knew are still written, the next look breaks.
+    m.store_u32(LEFT_CONS, 5000, Ordering::Release);
+    assert_eq!(c.write_more(&[3u8; 24]).unwrap(), 24);
+    assert!(matches!(
+        c.write_more(b"x"),
+        Err(VchanError::Broken(Broken::TxOverrun { .. }))
+    ));
+}

@@ -112,45 +112,114 @@ fn request_notify_vs_send_notify_no_lost_wakeup() {
 /// proceed: the writer fills the ring and waits for the reader, the reader drains it and
 /// waits for the writer, the indices wrap the ring. No lost wakeup (no deadlock), no
 /// overrun (every index check passes), the bytes arrive in order.
-#[test]
-fn stream_through_a_full_ring_no_lost_wakeup_no_overrun() {
-    loom::model(|| {
+///
+/// With `hold_writes` the writer goes as `Vchan::write_more` does: `write_now_more` (no
+/// barrier, no look at the reader's request, and no look at the reader's index while the
+/// room it knew lasts), else a look that asks (`poll_tx`) and `put_more`; it takes the
+/// reader's request (`send_notify`) only before it sleeps and after its last byte, as
+/// `Vchan::flush` does. Without, it uses `poll_tx` and `put`, which take the request on
+/// every write. `hold_reads` is the same for the reader (`read_now_more` / `take_more`, or
+/// `poll_rx` / `take`).
+///
+/// Without the flush before a holding end's wait, loom reports the deadlock of a peer
+/// asleep on bytes it was never told about (checked by hand: loom aborts the process on a
+/// deadlock rather than panicking, so that variant cannot be a `should_panic` test).
+fn stream(hold_writes: bool, hold_reads: bool) {
+    use xen_vchan::abi::{LIVE_CONNECTED, NOTIFY_READ};
+    loom::model(move || {
         let (mut server, mut client) = pair();
+        server.set_own_live(LIVE_CONNECTED);
+        client.set_own_live(LIVE_CONNECTED);
         let to_reader = Arc::new(Event::default());
         let to_writer = Arc::new(Event::default());
         let (tr, tw) = (to_reader.clone(), to_writer.clone());
         let writer = thread::spawn(move || {
             let data = [1u8, 2, 3];
-            let mut at = 0;
+            let (mut at, mut held) = (0, false);
             while at < data.len() {
+                if hold_writes {
+                    if let Some(n) = client.write_now_more(&data[at..]).unwrap() {
+                        at += n;
+                        held = true;
+                        continue;
+                    }
+                }
                 if client.poll_tx(1).unwrap() == 0 {
+                    if std::mem::take(&mut held) && client.send_notify(NOTIFY_WRITE) {
+                        tr.notify();
+                    }
                     tw.wait();
                     continue;
                 }
-                let (n, notify) = client.put(&data[at..]);
-                at += n;
-                if notify {
-                    tr.notify();
+                if hold_writes {
+                    let n = client.put_more(&data[at..]);
+                    at += n;
+                    held |= n > 0;
+                } else {
+                    let (n, notify) = client.put(&data[at..]);
+                    at += n;
+                    if notify {
+                        tr.notify();
+                    }
                 }
+            }
+            if held && client.send_notify(NOTIFY_WRITE) {
+                tr.notify();
             }
         });
         let mut got = Vec::new();
+        let mut held = false;
         while got.len() < 3 {
+            let mut buf = [0u8; 3];
+            if hold_reads {
+                if let Some(n) = server.read_now_more(&mut buf).unwrap() {
+                    assert!(n <= SIZE as usize, "read more than the ring holds");
+                    got.extend_from_slice(&buf[..n]);
+                    held = true;
+                    continue;
+                }
+            }
             if server.poll_rx(1).unwrap() == 0 {
+                if std::mem::take(&mut held) && server.send_notify(NOTIFY_READ) {
+                    to_writer.notify();
+                }
                 to_reader.wait();
                 continue;
             }
-            let mut buf = [0u8; 3];
-            let (n, notify) = server.take(&mut buf);
+            let n = if hold_reads {
+                let n = server.take_more(&mut buf);
+                held |= n > 0;
+                n
+            } else {
+                let (n, notify) = server.take(&mut buf);
+                if notify {
+                    to_writer.notify();
+                }
+                n
+            };
             assert!(n <= SIZE as usize, "read more than the ring holds");
             got.extend_from_slice(&buf[..n]);
-            if notify {
-                to_writer.notify();
-            }
         }
         writer.join().unwrap();
         assert_eq!(got, [1, 2, 3]);
     });
+}
+
+#[test]
+fn stream_through_a_full_ring_no_lost_wakeup_no_overrun() {
+    stream(false, false);
+}
+
+/// The writer holds back (`Vchan::write_more`), the reader takes every request.
+#[test]
+fn put_more_with_a_flush_before_each_wait_no_lost_wakeup() {
+    stream(true, false);
+}
+
+/// Both ends hold back (`Vchan::write_more` and `read_more`).
+#[test]
+fn put_more_and_take_more_with_flushes_before_waits_no_lost_wakeup() {
+    stream(true, true);
 }
 
 /// A writer that writes, then closes: a reader that finds nothing and then sees the live
@@ -275,116 +344,5 @@ fn send_notify_without_its_fence_loses_a_wakeup() {
         let saw = h.load_u32(LEFT_PROD, Ordering::Acquire) == 1;
         let notified = writer.join().unwrap();
         assert!(saw || notified, "lost wakeup");
-    });
-}
-
-/// Three bytes through a two-byte ring by a writer that publishes with `put_more` (no
-/// barrier, no look at the reader's request) and takes the request once, with
-/// `send_notify`, before it sleeps on a full ring and after its last byte (what
-/// `Vchan::try_write_more` and `Vchan::flush` do). The reader sleeps whenever the ring is
-/// empty. No lost wakeup, no overrun, the bytes in order.
-///
-/// Without the flush before the writer's wait, loom reports the deadlock of a reader asleep
-/// on bytes it was never told about (checked by hand: loom aborts the process on a deadlock
-/// rather than panicking, so that variant cannot be a `should_panic` test).
-#[test]
-fn put_more_with_a_flush_before_each_wait_no_lost_wakeup() {
-    loom::model(|| {
-        let (mut server, mut client) = pair();
-        let to_reader = Arc::new(Event::default());
-        let to_writer = Arc::new(Event::default());
-        let (tr, tw) = (to_reader.clone(), to_writer.clone());
-        let writer = thread::spawn(move || {
-            let data = [1u8, 2, 3];
-            let mut at = 0;
-            let mut held = false;
-            while at < data.len() {
-                if client.poll_tx(1).unwrap() == 0 {
-                    if held {
-                        held = false;
-                        if client.send_notify(NOTIFY_WRITE) {
-                            tr.notify();
-                        }
-                    }
-                    tw.wait();
-                    continue;
-                }
-                let n = client.put_more(&data[at..]);
-                at += n;
-                held |= n > 0;
-            }
-            if held && client.send_notify(NOTIFY_WRITE) {
-                tr.notify();
-            }
-        });
-        let mut got = Vec::new();
-        while got.len() < 3 {
-            if server.poll_rx(1).unwrap() == 0 {
-                to_reader.wait();
-                continue;
-            }
-            let mut buf = [0u8; 3];
-            let (n, notify) = server.take(&mut buf);
-            assert!(n <= SIZE as usize, "read more than the ring holds");
-            got.extend_from_slice(&buf[..n]);
-            if notify {
-                to_writer.notify();
-            }
-        }
-        writer.join().unwrap();
-        assert_eq!(got, [1, 2, 3]);
-    });
-}
-
-/// Both ends hold back: the writer publishes with `put_more`, the reader consumes with
-/// `take_more`, and each takes the other's request (`send_notify`) only before it sleeps
-/// and after its last byte (`Vchan::write_more` / `read_more` and their flushes). Three
-/// bytes through a two-byte ring: no lost wakeup, no overrun, the bytes in order.
-#[test]
-fn put_more_and_take_more_with_flushes_before_waits_no_lost_wakeup() {
-    use xen_vchan::abi::NOTIFY_READ;
-    loom::model(|| {
-        let (mut server, mut client) = pair();
-        let to_reader = Arc::new(Event::default());
-        let to_writer = Arc::new(Event::default());
-        let (tr, tw) = (to_reader.clone(), to_writer.clone());
-        let writer = thread::spawn(move || {
-            let data = [1u8, 2, 3];
-            let mut at = 0;
-            let mut held = false;
-            while at < data.len() {
-                if client.poll_tx(1).unwrap() == 0 {
-                    if std::mem::take(&mut held) && client.send_notify(NOTIFY_WRITE) {
-                        tr.notify();
-                    }
-                    tw.wait();
-                    continue;
-                }
-                let n = client.put_more(&data[at..]);
-                at += n;
-                held |= n > 0;
-            }
-            if held && client.send_notify(NOTIFY_WRITE) {
-                tr.notify();
-            }
-        });
-        let mut got = Vec::new();
-        let mut held = false;
-        while got.len() < 3 {
-            if server.poll_rx(1).unwrap() == 0 {
-                if std::mem::take(&mut held) && server.send_notify(NOTIFY_READ) {
-                    to_writer.notify();
-                }
-                to_reader.wait();
-                continue;
-            }
-            let mut buf = [0u8; 3];
-            let n = server.take_more(&mut buf);
-            assert!(n <= SIZE as usize, "read more than the ring holds");
-            got.extend_from_slice(&buf[..n]);
-            held |= n > 0;
-        }
-        writer.join().unwrap();
-        assert_eq!(got, [1, 2, 3]);
     });
 }

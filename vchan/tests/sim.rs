@@ -325,24 +325,50 @@ fn write_more_never_strands_a_sleeping_reader() {
     s.read_exact(&mut b).unwrap();
 
     // Threads: 1 MiB in 100-byte write_more calls, no explicit flush; the reader blocks.
-    let total = 1 << 20;
+    bulk_stream(s, &mut c, 1 << 20, 100, 4096, false, 9);
+}
+
+/// `total` bytes of a seeded random stream from `c` to `s`: `write`-byte `write_more` calls,
+/// never flushed, and a reader thread reading up to `read` bytes at a time (`read_more` and
+/// a flush after its last byte if `bulk_reader`, else the plain blocking `read`). The last
+/// bytes are below half a ring: only a wait (here, the writer waiting, with a limit, for
+/// the reader to drain the ring) tells the reader about them. Every byte must arrive, in
+/// order.
+fn bulk_stream(
+    mut s: Server,
+    c: &mut Client,
+    total: usize,
+    write: usize,
+    read: usize,
+    bulk_reader: bool,
+    seed: u64,
+) {
     let reader = std::thread::spawn(move || {
         let mut sum = Sum::default();
-        let mut buf = vec![0u8; 4096];
+        let mut buf = vec![0u8; read];
         let mut got = 0;
         while got < total {
-            let n = s.read(&mut buf).unwrap();
+            let n = if bulk_reader {
+                s.read_more(&mut buf)
+            } else {
+                s.read(&mut buf)
+            }
+            .unwrap();
+            assert!(n > 0, "end of stream after {got} bytes");
             sum.update(&buf[..n]);
             got += n;
         }
+        if bulk_reader {
+            s.flush().unwrap();
+        }
         (sum.finish(), s)
     });
-    let mut rng = Rng(9);
+    let mut rng = Rng(seed);
     let mut sum = Sum::default();
+    let mut chunk = vec![0u8; write];
     let mut sent = 0;
-    let mut chunk = [0u8; 100];
     while sent < total {
-        let n = 100.min(total - sent);
+        let n = write.min(total - sent);
         rng.fill(&mut chunk[..n]);
         sum.update(&chunk[..n]);
         let mut rest = &chunk[..n];
@@ -352,15 +378,13 @@ fn write_more_never_strands_a_sleeping_reader() {
         }
         sent += n;
     }
-    // The last bytes are below half a ring: only a wait (here, waiting for the reader to
-    // drain the ring) tells the reader about them.
     let start = Instant::now();
     while c.buffer_space().unwrap() < c.tx_size() {
         assert!(start.elapsed() < Duration::from_secs(20), "reader stranded");
         c.wait(Duration::from_millis(50)).unwrap();
     }
     let (got, _s) = reader.join().unwrap();
-    assert_eq!(got, sum.finish());
+    assert_eq!(got, sum.finish(), "seed {seed}");
 }
 
 /// `read_more` frees room at once but signals a writer waiting for room only once half the
@@ -406,43 +430,8 @@ fn read_more_signals_a_waiting_writer_at_half_the_ring_or_at_a_flush() {
 fn write_more_and_read_more_stream_in_threads() {
     for (left, right) in [(10, 11), (14, 10)] {
         let w = World::new();
-        let (mut s, mut c) = w.pair(left, right);
-        let total = 4 << 20;
-        let reader = std::thread::spawn(move || {
-            let mut sum = Sum::default();
-            let mut buf = vec![0u8; 777];
-            let mut got = 0;
-            while got < total {
-                let n = s.read_more(&mut buf).unwrap();
-                assert!(n > 0, "end of stream after {got} bytes");
-                sum.update(&buf[..n]);
-                got += n;
-            }
-            s.flush().unwrap();
-            (sum.finish(), s)
-        });
-        let mut rng = Rng(left.into());
-        let mut sum = Sum::default();
-        let mut chunk = vec![0u8; 333];
-        let mut sent = 0;
-        while sent < total {
-            let n = chunk.len().min(total - sent);
-            rng.fill(&mut chunk[..n]);
-            sum.update(&chunk[..n]);
-            let mut rest = &chunk[..n];
-            while !rest.is_empty() {
-                let k = c.write_more(rest).unwrap();
-                rest = &rest[k..];
-            }
-            sent += n;
-        }
-        let start = Instant::now();
-        while c.buffer_space().unwrap() < c.tx_size() {
-            assert!(start.elapsed() < Duration::from_secs(20), "reader stranded");
-            c.wait(Duration::from_millis(50)).unwrap();
-        }
-        let (got, _s) = reader.join().unwrap();
-        assert_eq!(got, sum.finish(), "orders {left}/{right}");
+        let (s, mut c) = w.pair(left, right);
+        bulk_stream(s, &mut c, 4 << 20, 333, 777, true, left.into());
     }
 }
 
