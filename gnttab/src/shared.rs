@@ -659,9 +659,6 @@ unsafe impl Word for u32 {}
 // SAFETY: as for `u16`.
 #[cfg(not(loom))]
 unsafe impl Word for u64 {}
-// SAFETY: `__m128i` is 16 bytes of integer lanes, every bit pattern valid, no padding.
-#[cfg(all(not(loom), target_arch = "x86_64"))]
-unsafe impl Word for core::arch::x86_64::__m128i {}
 
 /// A word at any address: `read_volatile`/`write_volatile` through a pointer to this type
 /// need no alignment, and the compiler emits one unaligned access of the word's size where
@@ -711,14 +708,76 @@ unsafe fn store_word<W: Word>(src: &[u8], dst: *mut u8, i: usize) {
     };
 }
 
+/// Reads the 16 bytes at `src + i` with one `movdqu` and stores them into `dst[i..]`.
+///
+/// An `asm!` block rather than a volatile read of an [`Unaligned`] vector: LLVM lowers a
+/// volatile access of a 16-byte packed value through a stack slot (two more moves a word,
+/// which doubled the cost of a 64-byte ring write), while the block is the one instruction.
+/// It is as good as volatile for our purpose: the block is not `pure`, so the compiler runs
+/// it exactly as often as the program says, neither dropping nor repeating the access.
+///
+/// # Safety
+///
+/// `src + i` must be valid for reads of 16 bytes, and `i + 16 <= dst.len()`.
+#[cfg(all(not(loom), target_arch = "x86_64"))]
+#[inline(always)]
+unsafe fn load_vec(src: *const u8, dst: &mut [u8], i: usize) {
+    use core::arch::x86_64::__m128i;
+    let w: __m128i;
+    // SAFETY: `src + i` is valid for a 16-byte read (caller); `movdqu` needs no alignment
+    // and touches nothing else (readonly, no stack).
+    unsafe {
+        core::arch::asm!(
+            "movdqu {w}, xmmword ptr [{p}]",
+            p = in(reg) src.add(i),
+            w = out(xmm_reg) w,
+            options(nostack, preserves_flags, readonly),
+        )
+    };
+    debug_assert!(i + 16 <= dst.len());
+    // SAFETY: `dst[i..i + 16]` is private memory inside `dst` (caller); an unaligned write
+    // needs no alignment.
+    unsafe { dst.as_mut_ptr().add(i).cast::<__m128i>().write_unaligned(w) };
+}
+
+/// Takes the 16 bytes at `src[i..]` and writes them to `dst + i` with one `movdqu` (see
+/// [`load_vec`] for why in assembly).
+///
+/// # Safety
+///
+/// `dst + i` must be valid for writes of 16 bytes, and `i + 16 <= src.len()`.
+#[cfg(all(not(loom), target_arch = "x86_64"))]
+#[inline(always)]
+unsafe fn store_vec(src: &[u8], dst: *mut u8, i: usize) {
+    use core::arch::x86_64::__m128i;
+    debug_assert!(i + 16 <= src.len());
+    // SAFETY: `src[i..i + 16]` is private memory inside `src` (caller); any bytes make a
+    // valid vector; an unaligned read needs no alignment.
+    let w = unsafe { src.as_ptr().add(i).cast::<__m128i>().read_unaligned() };
+    // SAFETY: `dst + i` is valid for a 16-byte write (caller); `movdqu` needs no alignment
+    // and writes nothing else.
+    unsafe {
+        core::arch::asm!(
+            "movdqu xmmword ptr [{p}], {w}",
+            p = in(reg) dst.add(i),
+            w = in(xmm_reg) w,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
 /// How a volatile copy of `n` bytes proceeds: calls `word(size, i)` for each access, in
-/// order, covering `[0, n)` exactly once: 16-byte vectors (x86-64), then `u64`s, then at most
-/// one `u32`, one `u16` and one byte.
+/// order, covering `[0, n)` exactly once: 16-byte vectors (x86-64) four a turn, then at most
+/// two more vectors, then `u64`s (at most one on x86-64), then at most one `u32`, one `u16`
+/// and one byte.
 ///
 /// The plan depends on `n` only, never on the address (the words may be unaligned), so for a
 /// wire struct, whose size is a constant, the compiler unrolls the copy into straight-line
 /// loads or stores with no branch: a 12-byte netif slot is a `u64` and a `u32`, a 4-byte
 /// response one `u32`, a 112-byte blkif slot seven vectors (as a C compiler copies them).
+/// For a length known only at run time, what is left after the four-vector turns takes one
+/// test per power of two (the tail of a 64-byte ring write cost more than its copy when it
+/// was a loop per word size).
 #[cfg(not(loom))]
 #[inline(always)]
 fn word_plan(n: usize, mut word: impl FnMut(usize, usize)) {
@@ -733,17 +792,30 @@ fn word_plan(n: usize, mut word: impl FnMut(usize, usize)) {
             word(16, i + 48);
             i += 64;
         }
-        while i + 16 <= n {
+        // Fewer than 64 bytes left.
+        if (n - i) & 32 != 0 {
+            word(16, i);
+            word(16, i + 16);
+            i += 32;
+        }
+        if (n - i) & 16 != 0 {
             word(16, i);
             i += 16;
         }
     }
+    // Fewer than 16 bytes left on x86-64: one `u64` at most.
+    #[cfg(target_arch = "x86_64")]
+    if (n - i) & 8 != 0 {
+        word(8, i);
+        i += 8;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
     while i + 8 <= n {
         word(8, i);
         i += 8;
     }
     for size in [4, 2, 1] {
-        if i + size <= n {
+        if (n - i) & size != 0 {
             word(size, i);
             i += size;
         }
@@ -772,7 +844,7 @@ unsafe fn volatile_copy_in(src: *const u8, dst: &mut [u8]) {
         8 => unsafe { load_word::<u64>(src, dst, i) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: in range (above).
-        _ => unsafe { load_word::<core::arch::x86_64::__m128i>(src, dst, i) },
+        _ => unsafe { load_vec(src, dst, i) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("no 16-byte words off x86-64"),
     });
@@ -800,7 +872,7 @@ unsafe fn volatile_copy_out(src: &[u8], dst: *mut u8) {
         8 => unsafe { store_word::<u64>(src, dst, i) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: in range (above).
-        _ => unsafe { store_word::<core::arch::x86_64::__m128i>(src, dst, i) },
+        _ => unsafe { store_vec(src, dst, i) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("no 16-byte words off x86-64"),
     });
@@ -852,12 +924,9 @@ unsafe fn volatile_copy_out_wide(src: &[u8], dst: *mut u8) {
 /// words, then the baseline plan for the last 0-31 bytes.
 #[cfg(all(not(loom), target_arch = "x86_64"))]
 mod avx2 {
-    use super::{Word, load_word, store_word, volatile_copy_in, volatile_copy_out};
+    use super::{volatile_copy_in, volatile_copy_out};
     use core::arch::x86_64::__m256i;
     use core::sync::atomic::{AtomicU8, Ordering};
-
-    // SAFETY: `__m256i` is 32 bytes of integer lanes, every bit pattern valid, no padding.
-    unsafe impl Word for __m256i {}
 
     /// 0: not yet known, 1: no AVX2, 2: AVX2.
     static STATE: AtomicU8 = AtomicU8::new(0);
@@ -919,6 +988,58 @@ mod avx2 {
         i
     }
 
+    /// [`load_vec`](super::load_vec) for 32 bytes: one `vmovdqu` from `src + i` into
+    /// `dst[i..]`.
+    ///
+    /// # Safety
+    ///
+    /// `src + i` must be valid for reads of 32 bytes, `i + 32 <= dst.len()`, and the CPU
+    /// has AVX.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    unsafe fn load_ymm(src: *const u8, dst: &mut [u8], i: usize) {
+        let w: __m256i;
+        // SAFETY: `src + i` is valid for a 32-byte read (caller); `vmovdqu` needs no
+        // alignment and touches nothing else.
+        unsafe {
+            core::arch::asm!(
+                "vmovdqu {w}, ymmword ptr [{p}]",
+                p = in(reg) src.add(i),
+                w = out(ymm_reg) w,
+                options(nostack, preserves_flags, readonly),
+            )
+        };
+        debug_assert!(i + 32 <= dst.len());
+        // SAFETY: `dst[i..i + 32]` is private memory inside `dst` (caller).
+        unsafe { dst.as_mut_ptr().add(i).cast::<__m256i>().write_unaligned(w) };
+    }
+
+    /// [`store_vec`](super::store_vec) for 32 bytes: one `vmovdqu` from `src[i..]` to
+    /// `dst + i`.
+    ///
+    /// # Safety
+    ///
+    /// `dst + i` must be valid for writes of 32 bytes, `i + 32 <= src.len()`, and the CPU
+    /// has AVX.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    unsafe fn store_ymm(src: &[u8], dst: *mut u8, i: usize) {
+        debug_assert!(i + 32 <= src.len());
+        // SAFETY: `src[i..i + 32]` is private memory inside `src` (caller); any bytes make
+        // a valid vector.
+        let w = unsafe { src.as_ptr().add(i).cast::<__m256i>().read_unaligned() };
+        // SAFETY: `dst + i` is valid for a 32-byte write (caller); `vmovdqu` needs no
+        // alignment and writes nothing else.
+        unsafe {
+            core::arch::asm!(
+                "vmovdqu ymmword ptr [{p}], {w}",
+                p = in(reg) dst.add(i),
+                w = in(ymm_reg) w,
+                options(nostack, preserves_flags),
+            )
+        };
+    }
+
     /// # Safety
     ///
     /// As for [`volatile_copy_in`](super::volatile_copy_in), and the CPU has AVX2.
@@ -927,7 +1048,7 @@ mod avx2 {
         // Every word `wide_plan` gives lies inside `[0, dst.len())`: valid for reads
         // (caller) and within `dst`.
         // SAFETY: in range (above).
-        let i = wide_plan(dst.len(), |i| unsafe { load_word::<__m256i>(src, dst, i) });
+        let i = wide_plan(dst.len(), |i| unsafe { load_ymm(src, dst, i) });
         // SAFETY: `src + i` is valid for the bytes left, which `dst[i..]` holds.
         unsafe { volatile_copy_in(src.add(i), &mut dst[i..]) }
     }
@@ -940,7 +1061,7 @@ mod avx2 {
         // Every word `wide_plan` gives lies inside `[0, src.len())`: valid for writes
         // (caller) and within `src`.
         // SAFETY: in range (above).
-        let i = wide_plan(src.len(), |i| unsafe { store_word::<__m256i>(src, dst, i) });
+        let i = wide_plan(src.len(), |i| unsafe { store_ymm(src, dst, i) });
         // SAFETY: `dst + i` is valid for the bytes left, which `src[i..]` holds.
         unsafe { volatile_copy_out(&src[i..], dst.add(i)) }
     }
@@ -1097,6 +1218,21 @@ mod tests {
                 m.read_bytes(off, &mut back);
                 assert_eq!(back, src, "read {off}+{len}");
             }
+        }
+    }
+
+    /// The plan of the volatile copies tiles `[0, n)`: words in order, each starting where
+    /// the last ended, none past the end, so each byte is accessed exactly once.
+    #[test]
+    fn word_plans_tile_the_range_exactly_once() {
+        for n in 0..300 {
+            let mut next = 0;
+            word_plan(n, |size, i| {
+                assert!(matches!(size, 1 | 2 | 4 | 8 | 16), "size {size} for {n}");
+                assert_eq!(i, next, "word at {i}, expected {next}, for {n}");
+                next = i + size;
+            });
+            assert_eq!(next, n, "plan for {n} ends at {next}");
         }
     }
 
