@@ -2,7 +2,7 @@
 //! the per-call cost of the ring with no waiting, for instruction counts
 //! (`valgrind --tool=callgrind target/release/examples/small_writes 100000 64`; run it with
 //! two counts and divide the difference by the extra iterations). `BULK=1` uses the
-//! bulk-stream calls (`write_more` / `read_more`) instead of `write_all` / `read`.
+//! bulk-stream calls (`write_more`, `flush`, `read_more`) instead of `write_all` / `read`.
 #![cfg(not(loom))]
 
 use std::time::Duration;
@@ -80,6 +80,9 @@ fn main() {
                 let k = client.write_more(rest).expect("write");
                 rest = &rest[k..];
             }
+            // The reader is this thread: the writer publishes what it may still hold back
+            // before the read (a barrier, and the peer's request, as any flush).
+            client.flush().expect("flush");
             let n = server.read_more(&mut buf).expect("read");
             sum = sum.wrapping_add(u64::from(buf[n - 1]));
         }

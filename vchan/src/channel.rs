@@ -81,6 +81,13 @@ pub struct Stats {
     pub events: u64,
 }
 
+/// How many more looks, a `pause` apart, the bulk calls take at the ring before the
+/// general blocking path (which takes a snapshot, asks, flushes and spins): the peer is
+/// usually about to act, and where the two ends share a core (two hyperthreads, as the
+/// vCPUs of a small VM often are), the general path's work before its first `pause` is
+/// taken from the peer that would have acted.
+const QUICK_LOOKS: u32 = 16;
+
 /// The spin budget for [`Options::default`]: 2000 polls, or none where the domain has one
 /// CPU only (with `std`: a dom0 with one vCPU). There the peer cannot act while we spin, so
 /// every poll is wasted and only delays the sleep that lets it run.
@@ -155,10 +162,13 @@ enum Until {
 ///
 /// A bulk writer with more to follow at once uses [`write_more`](Self::write_more) /
 /// [`try_write_more`](Self::try_write_more) (`MSG_MORE`), a bulk reader
-/// [`read_more`](Self::read_more) / [`try_read_more`](Self::try_read_more): the index is
-/// published at once but the peer's request for a signal is taken once per half ring, at a
-/// [`flush`](Self::flush) or before any wait of this channel, and the peer's index is looked
-/// at only when what the last look found is used up.
+/// [`read_more`](Self::read_more) / [`try_read_more`](Self::try_read_more): the peer's
+/// request for a signal is taken once per half ring, at a [`flush`](Self::flush) or before
+/// any wait of this channel; the peer's index is looked at only when what the last look
+/// found is used up; and `write_more` / `read_more` on room or bytes that look found store
+/// our index for the peer once it runs more than the publish lag ahead (an eighth of the
+/// smaller ring, at most [`PUBLISH_LAG`](crate::ring::PUBLISH_LAG) bytes), at a flush,
+/// before any spin or wait, and at close.
 ///
 /// Closing consumes the handle ([`close`](Self::close)); dropping it closes too.
 pub struct Vchan<S: Side, E: EventChannels, X: Xenstore> {
@@ -176,7 +186,7 @@ pub struct Vchan<S: Side, E: EventChannels, X: Xenstore> {
     /// Whether a call that finds too little asks the peer for a notification (always, except
     /// on a blocking call's first look, before it spins).
     ask: bool,
-    /// Bytes that `*_more` writes published without taking the peer's notify request: a
+    /// Bytes that `*_more` writes made without taking the peer's notify request: a
     /// [`flush`](Vchan::flush) (or any write that takes it) is owed before a wait.
     held_tx: u32,
     /// The same for bytes `*_more` reads consumed.
@@ -382,8 +392,9 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         if self.lift(r)? > 0 {
             return self.take_as(buf, more);
         }
-        if more {
-            // Nothing to read: the caller is about to wait, maybe on something else.
+        if more && self.ask {
+            // Nothing to read: the caller is about to wait, maybe on something else. (Not
+            // on a blocking call's first look: it spins first, and flushes before it sleeps.)
             self.flush()?;
         }
         match self.peer()? {
@@ -425,8 +436,9 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         }
         let r = self.poll_tx(1);
         if self.lift(r)? == 0 {
-            if more {
-                // The ring is full: the caller is about to wait, maybe on something else.
+            if more && self.ask {
+                // The ring is full: the caller is about to wait, maybe on something else
+                // (as in `try_read_as`).
                 self.flush()?;
             }
             return Err(VchanError::WouldBlock);
@@ -506,6 +518,23 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         Ok(())
     }
 
+    /// Before a spin: takes the peer's requests for the bytes we hold back, where its
+    /// request is visible to a plain look (no barrier). A peer asleep on our bytes set its
+    /// request before it slept, long before this look, so it is woken at once; a request
+    /// this look misses is taken by the full [`flush`](Self::flush) before we sleep. The
+    /// barrier a flush costs (a full one, which waits for our index store to reach the
+    /// header's cache line) is paid only when the peer asked: a reader that catches up
+    /// with its writer looks at an empty ring often, and a barrier on each of those looks
+    /// halved its throughput with small writes.
+    fn flush_asked(&mut self) -> Result<(), VchanError> {
+        for bit in [NOTIFY_WRITE, NOTIFY_READ] {
+            if *self.held(bit).0 > 0 && self.rings.asked(bit) {
+                self.flush_one(bit)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Takes the peer's request for `bit` if bytes are held back in that direction.
     fn flush_one(&mut self, bit: u8) -> Result<(), VchanError> {
         if core::mem::take(self.held(bit).0) > 0 && self.rings.send_notify(bit) {
@@ -527,21 +556,54 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     /// [`read`](Self::read) for a reader that will read again at once (see
     /// [`try_read_more`](Self::try_read_more)): blocks until a byte is ready; `Ok(0)` only at
     /// the end of the stream.
+    ///
+    /// While the bytes the last look found ready cover `buf`, it copies them without looking
+    /// at the shared header, and stores its consumer index there only once it runs more than
+    /// the publish lag ahead of what the writer sees (see [`Vchan`]): the writer learns of
+    /// the room in steps of the lag, at the half-ring signal, a [`flush`](Self::flush), or
+    /// before this end spins, waits or closes.
     #[inline]
     pub fn read_more(&mut self, buf: &mut [u8]) -> Result<usize, VchanError> {
-        let r = self.rings.read_now_more(buf);
-        if let Some(n) = self.lift(r)? {
-            self.hold(NOTIFY_READ, n)?;
+        // Bytes known ready from the last look cover `buf`: copy, publish within the lag,
+        // count as held.
+        if let Some(n) = self.rings.take_known(buf) {
+            // n <= the ring size and held_rx < half of it (else it was flushed), so no
+            // overflow.
+            self.held_rx += n as u32;
+            if self.held_rx >= self.rings.rx_shape().size / 2 {
+                self.flush_one(NOTIFY_READ)?;
+            }
             return Ok(n);
+        }
+        self.read_more_slow(buf)
+    }
+
+    /// [`read_more`](Self::read_more) when what the last look found does not cover `buf`.
+    #[inline(never)]
+    fn read_more_slow(&mut self, buf: &mut [u8]) -> Result<usize, VchanError> {
+        for look in 0..=QUICK_LOOKS {
+            let r = self.rings.read_now_more(buf);
+            if let Some(n) = self.lift(r)? {
+                self.hold(NOTIFY_READ, n)?;
+                return Ok(n);
+            }
+            if look == QUICK_LOOKS || self.opts.spin == 0 {
+                break;
+            }
+            if look == 0 {
+                // The peer may be waiting for what we have not published.
+                self.rings.publish();
+            }
+            core::hint::spin_loop();
         }
         self.blocking(|v| v.try_read_more(buf))
     }
 
-    /// Signals the peer for the bytes [`try_write_more`](Self::try_write_more) /
-    /// [`write_more`](Self::write_more) published and [`try_read_more`](Self::try_read_more)
-    /// / [`read_more`](Self::read_more) consumed, if it asked to be told (a full barrier,
-    /// then the notify request, as a plain write or read does). Nothing to do when no such
-    /// bytes are held back.
+    /// Publishes our indices and signals the peer for the bytes
+    /// [`try_write_more`](Self::try_write_more) / [`write_more`](Self::write_more) wrote and
+    /// [`try_read_more`](Self::try_read_more) / [`read_more`](Self::read_more) consumed, if it
+    /// asked to be told (the index store, a full barrier, then the notify request, as a plain
+    /// write or read does). Nothing to do when no such bytes are held back.
     #[inline]
     pub fn flush(&mut self) -> Result<(), VchanError> {
         self.flush_one(NOTIFY_WRITE)?;
@@ -630,8 +692,11 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         mut seen: Snapshot,
         mut op: impl FnMut(&mut Self) -> Result<T, VchanError>,
     ) -> Result<T, VchanError> {
-        // The peer may be asleep on bytes we hold back: tell it before spinning on it.
-        self.flush()?;
+        // The peer may be waiting for bytes or room we have not published, or asleep on
+        // bytes we hold back: publish, and tell it before spinning on it if it visibly
+        // asked (see `flush_asked`).
+        self.rings.publish();
+        self.flush_asked()?;
         let mut deadline = None;
         loop {
             if !self.spin(seen) {
@@ -715,16 +780,55 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     /// [`write`](Self::write) with more data to follow: blocks until there is room, then
     /// writes as [`try_write_more`](Self::try_write_more) does (the signal is held back until
     /// half the ring, a [`flush`](Self::flush), a plain write or a wait).
+    ///
+    /// While the room the last look found holds `data`, it copies without looking at the
+    /// shared header, and stores its producer index there only once it runs more than the
+    /// publish lag ahead of what the reader sees (see [`Vchan`]): a reader that looks sees
+    /// the bytes in steps of the lag, and all of them after a [`flush`](Self::flush) or when
+    /// this end spins, waits or closes. With small writes this halves the moves of the
+    /// header's cache line, which holds both ends' indices. A caller that wants every write
+    /// seen at once calls [`try_write_more`](Self::try_write_more), which always looks and
+    /// publishes, or `flush`.
     #[inline]
     pub fn write_more(&mut self, data: &[u8]) -> Result<usize, VchanError> {
+        // Room known from the last look holds `data`: copy, publish within the lag, count
+        // as held.
+        if !self.peer_closed {
+            if let Some(n) = self.rings.put_known(data) {
+                // As in `read_more`: no overflow.
+                self.held_tx += n as u32;
+                if self.held_tx >= self.rings.tx_shape().size / 2 {
+                    self.flush_one(NOTIFY_WRITE)?;
+                }
+                return Ok(n);
+            }
+        }
+        self.write_more_slow(data)
+    }
+
+    /// [`write_more`](Self::write_more) when the room known from the last look does not
+    /// hold `data`.
+    #[inline(never)]
+    fn write_more_slow(&mut self, data: &[u8]) -> Result<usize, VchanError> {
         // Peer live and room in the ring: one pass over the header, as `try_write_more`
         // would go.
-        if !self.peer_closed {
+        for look in 0..=QUICK_LOOKS {
+            if self.peer_closed {
+                break;
+            }
             let r = self.rings.write_now_more(data);
             if let Some(n) = self.lift(r)? {
                 self.hold(NOTIFY_WRITE, n)?;
                 return Ok(n);
             }
+            if look == QUICK_LOOKS || self.opts.spin == 0 {
+                break;
+            }
+            if look == 0 {
+                // The peer may be waiting for what we have not published.
+                self.rings.publish();
+            }
+            core::hint::spin_loop();
         }
         self.blocking(|v| v.try_write_more(data))
     }
@@ -855,6 +959,8 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
             return CloseReport::default();
         }
         self.closed = true;
+        // Bytes the bulk calls wrote but did not publish yet go out before the close.
+        self.rings.publish();
         self.rings.set_own_live(LIVE_CLOSED);
         let _ = self.ev.notify(self.port);
         let _ = self.ev.unbind(self.port);

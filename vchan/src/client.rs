@@ -93,6 +93,7 @@ impl<M: ForeignMapper> core::fmt::Debug for ClientMem<M> {
 }
 
 impl<M: ForeignMapper> ClientMem<M> {
+    #[inline(always)]
     fn shared(&self) -> &ForeignMap<M, Writable> {
         match &self.shared {
             Some(m) => m,
@@ -102,22 +103,36 @@ impl<M: ForeignMapper> ClientMem<M> {
 }
 
 impl<M: ForeignMapper> RingMem for ClientMem<M> {
-    #[inline]
+    #[inline(always)]
     fn header(&self) -> SharedMem<'_, Writable> {
         self.shared().mem()
     }
-    #[inline]
+    #[inline(always)]
     fn rx_chunk(&self, i: usize) -> SharedMem<'_, ReadOnly> {
         match self.layout.right.place {
             Place::InPage(off) => self.header().sub(off, self.layout.right.size()).read_only(),
             Place::Pages { .. } => self.right[i].mem(),
         }
     }
-    #[inline]
+    #[inline(always)]
     fn tx_chunk(&self, i: usize) -> SharedMem<'_, Writable> {
         match self.layout.left.place {
             Place::InPage(off) => self.header().sub(off, self.layout.left.size()),
             Place::Pages { .. } => self.left[i].mem(),
+        }
+    }
+    #[inline]
+    fn rx_in_page(&self) -> Option<usize> {
+        match self.layout.right.place {
+            Place::InPage(off) => Some(off),
+            Place::Pages { .. } => None,
+        }
+    }
+    #[inline]
+    fn tx_in_page(&self) -> Option<usize> {
+        match self.layout.left.place {
+            Place::InPage(off) => Some(off),
+            Place::Pages { .. } => None,
         }
     }
 }

@@ -16,6 +16,11 @@
 //! * **Notification is requested only when a caller will wait**: when less is ready than it
 //!   asked for (a stream read asks for one byte, a packet for its size). libxenvchan asks
 //!   whenever a read is short, which makes the writer signal on every write.
+//! * **Bulk paths may publish late.** [`Rings::put_known`] and [`Rings::take_known`] (under
+//!   `Vchan::write_more` / `read_more`) store their index only every publish lag bytes;
+//!   `send_notify` and `publish` store the rest. A late index only shows the peer less than
+//!   there is (fewer bytes, less room), which is always safe; the caller's duty is to
+//!   publish before it waits, as it takes held notify requests.
 //!
 //! Barriers follow libxenvchan: the peer's index is an `Acquire` load, ours a `Release`
 //! store (its `xen_rmb`/`xen_wmb`), and `request_notify` / `send_notify` put a
@@ -41,6 +46,17 @@ pub trait RingMem {
     fn rx_chunk(&self, i: usize) -> SharedMem<'_, ReadOnly>;
     /// Chunk `i` of the ring this end writes.
     fn tx_chunk(&self, i: usize) -> SharedMem<'_, Writable>;
+    /// Where the ring this end reads sits in the shared page, if it does: its one chunk is
+    /// then `header()` from this offset on, and the copies reach it through the header view
+    /// they already hold. `None` (the default): through [`rx_chunk`](Self::rx_chunk).
+    /// Asked once, when the [`Rings`] are made.
+    fn rx_in_page(&self) -> Option<usize> {
+        None
+    }
+    /// The same for the ring this end writes.
+    fn tx_in_page(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Which end: decides which ring is read and which notify and live bytes are ours.
@@ -166,14 +182,36 @@ pub struct Rings<M> {
     tx_prod: u32,
     /// Bytes known free at `tx_prod` (validated).
     tx_avail: u32,
+    /// [`RingMem::rx_in_page`] and [`RingMem::tx_in_page`], asked once.
+    rx_at: Option<usize>,
+    tx_at: Option<usize>,
+    /// The consumer and producer indices last stored in the header: `rx_cons` and
+    /// `tx_prod` run ahead of them by what the `*_known` paths have not published yet.
+    rx_pub: u32,
+    tx_pub: u32,
+    /// How far (bytes) the `*_known` paths let an index run ahead of the header before
+    /// they store it ([`set_publish_lag`](Self::set_publish_lag)).
+    lag: u32,
     broken: Option<Broken>,
 }
+
+/// The default [`Rings::set_publish_lag`]: an eighth of the smaller ring, at most 256
+/// bytes. With 64-byte writes the header's cache line then moves between the two ends once
+/// per four or five writes instead of every write (the line holds both ends' indices, so
+/// each store by one end takes it from the other), while the reader still sees new bytes
+/// every 256 and at least eight such batches fit in the ring.
+pub const PUBLISH_LAG: u32 = 256;
 
 impl<M: RingMem> Rings<M> {
     /// One end over `mem`, with the rings' shapes (fixed from now on) and the starting values
     /// of our own indices.
     pub fn new(mem: M, role: Role, rx: Shape, tx: Shape, rx_cons: u32, tx_prod: u32) -> Self {
         Rings {
+            rx_pub: rx_cons,
+            tx_pub: tx_prod,
+            lag: (rx.size.min(tx.size) / 8).min(PUBLISH_LAG),
+            rx_at: mem.rx_in_page(),
+            tx_at: mem.tx_in_page(),
             mem,
             off: role.offsets(),
             rx,
@@ -240,9 +278,63 @@ impl<M: RingMem> Rings<M> {
     /// The load is enough: with both fences, either it sees the peer's request or the peer's
     /// re-read sees our index (the loom models check it), and a clear bit needs no write,
     /// which keeps the header's cache line shared while the peer is not waiting.
+    ///
+    /// It first publishes the index of that direction (our producer index for
+    /// `NOTIFY_WRITE`, our consumer index for `NOTIFY_READ`) if the `*_known` paths left it
+    /// behind: the barrier then orders that store before the look at the request, as the
+    /// protocol needs.
     #[inline]
-    pub fn send_notify(&self, bit: u8) -> bool {
-        take_request(self.mem.header(), self.off.own_notify, bit)
+    pub fn send_notify(&mut self, bit: u8) -> bool {
+        let h = self.mem.header();
+        if bit & NOTIFY_WRITE != 0 && self.tx_pub != self.tx_prod {
+            self.tx_pub = self.tx_prod;
+            h.store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
+        }
+        if bit & NOTIFY_READ != 0 && self.rx_pub != self.rx_cons {
+            self.rx_pub = self.rx_cons;
+            h.store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
+        }
+        take_request(h, self.off.own_notify, bit)
+    }
+
+    /// Stores both our indices in the header if the `*_known` paths left them behind: what
+    /// an end owes its peer before it spins, waits or closes (the peer may be waiting for
+    /// exactly those bytes or that room). [`send_notify`](Self::send_notify) does it for
+    /// its direction, so a flush of the held requests needs no separate call.
+    #[inline]
+    pub fn publish(&mut self) {
+        let h = self.mem.header();
+        if self.tx_pub != self.tx_prod {
+            self.tx_pub = self.tx_prod;
+            h.store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
+        }
+        if self.rx_pub != self.rx_cons {
+            self.rx_pub = self.rx_cons;
+            h.store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
+        }
+    }
+
+    /// Sets how far the bulk paths ([`put_known`](Self::put_known),
+    /// [`take_known`](Self::take_known)) may run ahead of the indices the peer sees before
+    /// they store them: `0` stores on every call. At most half the smaller ring is used.
+    pub fn set_publish_lag(&mut self, bytes: u32) {
+        self.lag = bytes.min(self.rx.size.min(self.tx.size) / 2);
+    }
+
+    /// The publish lag in force (see [`set_publish_lag`](Self::set_publish_lag)).
+    pub fn publish_lag(&self) -> u32 {
+        self.lag
+    }
+
+    /// Whether the peer's request for `bit` is visibly set, by a plain load with no
+    /// barrier: a hint (see `Vchan::flush_asked`), never a decision to sleep on.
+    #[inline]
+    pub fn asked(&self, bit: u8) -> bool {
+        self.mem
+            .header()
+            .load_u8(self.off.own_notify, Ordering::Relaxed)
+            & bit
+            != 0
     }
 
     #[inline]
@@ -345,13 +437,20 @@ impl<M: RingMem> Rings<M> {
         if n == 0 {
             return 0;
         }
-        copy_in(&self.mem, self.rx, self.rx_cons, &mut buf[..n]);
+        let h = self.mem.header();
+        copy_in(
+            &self.mem,
+            h,
+            self.rx_at,
+            self.rx,
+            self.rx_cons,
+            &mut buf[..n],
+        );
         // n <= rx_avail <= size, so the cast is exact.
         self.rx_cons = self.rx_cons.wrapping_add(n as u32);
         self.rx_avail -= n as u32;
-        self.mem
-            .header()
-            .store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
+        self.rx_pub = self.rx_cons;
+        h.store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
         n
     }
 
@@ -380,12 +479,12 @@ impl<M: RingMem> Rings<M> {
         if n == 0 {
             return 0;
         }
-        copy_out(&self.mem, self.tx, self.tx_prod, &data[..n]);
+        let h = self.mem.header();
+        copy_out(&self.mem, h, self.tx_at, self.tx, self.tx_prod, &data[..n]);
         self.tx_prod = self.tx_prod.wrapping_add(n as u32);
         self.tx_avail -= n as u32;
-        self.mem
-            .header()
-            .store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
+        self.tx_pub = self.tx_prod;
+        h.store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
         n
     }
 
@@ -404,15 +503,41 @@ impl<M: RingMem> Rings<M> {
 
     /// [`read_now`](Self::read_now) without the notify decision (see
     /// [`take_more`](Self::take_more) for what the caller then owes), and without a look at
-    /// the peer's producer index while the bytes known ready from the last look cover `buf`:
-    /// a bulk reader then touches the shared header only to publish its index.
+    /// the peer's producer index while the bytes known ready from the last look cover `buf`
+    /// ([`take_known`](Self::take_known)): a bulk reader then touches the shared header only
+    /// to publish its index.
     #[inline]
     pub fn read_now_more(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Broken> {
-        if !buf.is_empty() && buf.len() <= self.rx_avail as usize {
-            self.check()?;
-            return Ok(Some(self.take_more(buf)));
+        if let Some(n) = self.take_known(buf) {
+            return Ok(Some(n));
         }
         Ok(self.read_pass(buf)?.map(|(n, _)| n))
+    }
+
+    /// The bulk reader's fast path: if `buf` is not empty, the channel is not broken and the
+    /// bytes the last look found ready cover `buf`, fills it and returns `Some(buf.len())`,
+    /// without looking at the peer's index or request. The consumer index is stored in the
+    /// header only once it runs more than the publish lag ahead of the last store
+    /// ([`set_publish_lag`](Self::set_publish_lag)); [`send_notify`](Self::send_notify)
+    /// (`NOTIFY_READ`) or [`publish`](Self::publish) stores the rest, and the caller owes
+    /// one of them before it waits, as for [`take_more`](Self::take_more). Otherwise `None`,
+    /// and nothing was done.
+    #[inline(always)]
+    pub fn take_known(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let n = buf.len();
+        if n == 0 || n > self.rx_avail as usize || self.broken.is_some() {
+            return None;
+        }
+        let h = self.mem.header();
+        copy_in(&self.mem, h, self.rx_at, self.rx, self.rx_cons, buf);
+        // n <= rx_avail <= size, so the cast is exact.
+        self.rx_cons = self.rx_cons.wrapping_add(n as u32);
+        self.rx_avail -= n as u32;
+        if self.rx_cons.wrapping_sub(self.rx_pub) > self.lag {
+            self.rx_pub = self.rx_cons;
+            h.store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
+        }
+        Some(n)
     }
 
     #[inline(always)]
@@ -437,10 +562,18 @@ impl<M: RingMem> Rings<M> {
             self.rx_avail = ready;
             return Ok(None);
         }
-        copy_in(&self.mem, self.rx, self.rx_cons, &mut buf[..n]);
+        copy_in(
+            &self.mem,
+            h,
+            self.rx_at,
+            self.rx,
+            self.rx_cons,
+            &mut buf[..n],
+        );
         // n <= ready <= size, so the cast is exact.
         self.rx_cons = self.rx_cons.wrapping_add(n as u32);
         self.rx_avail = ready - n as u32;
+        self.rx_pub = self.rx_cons;
         h.store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
         Ok(Some((n, h)))
     }
@@ -461,17 +594,41 @@ impl<M: RingMem> Rings<M> {
     /// [`write_now`](Self::write_now) without the notify decision (see
     /// [`put_more`](Self::put_more) for what the caller then owes), and without a look at
     /// the peer's consumer index and live byte while the room known from the last look
-    /// holds `data`: a bulk writer then touches the shared header only to publish its index.
-    /// (Room is never lost: the consumer index only moves forward. A peer that closed in
-    /// the meantime is seen at the next look, as a socket's writer learns of a closed peer
-    /// only after some writes.)
+    /// holds `data` ([`put_known`](Self::put_known)): a bulk writer then touches the shared
+    /// header only to publish its index. (Room is never lost: the consumer index only moves
+    /// forward. A peer that closed in the meantime is seen at the next look, as a socket's
+    /// writer learns of a closed peer only after some writes.)
     #[inline]
     pub fn write_now_more(&mut self, data: &[u8]) -> Result<Option<usize>, Broken> {
-        if !data.is_empty() && data.len() <= self.tx_avail as usize {
-            self.check()?;
-            return Ok(Some(self.put_more(data)));
+        if let Some(n) = self.put_known(data) {
+            return Ok(Some(n));
         }
         Ok(self.write_pass(data)?.map(|(n, _)| n))
+    }
+
+    /// The bulk writer's fast path: if `data` is not empty, the channel is not broken and
+    /// the room the last look found holds `data`, copies it into the ring and returns
+    /// `Some(data.len())`, without looking at the peer's index, live byte or request. The
+    /// producer index is stored as in [`take_known`](Self::take_known): past the publish
+    /// lag, else by a later [`send_notify`](Self::send_notify)`(NOTIFY_WRITE)` or
+    /// [`publish`](Self::publish), which the caller owes before it waits or closes.
+    /// Otherwise `None`, and nothing was done.
+    #[inline(always)]
+    pub fn put_known(&mut self, data: &[u8]) -> Option<usize> {
+        let n = data.len();
+        if n == 0 || n > self.tx_avail as usize || self.broken.is_some() {
+            return None;
+        }
+        let h = self.mem.header();
+        copy_out(&self.mem, h, self.tx_at, self.tx, self.tx_prod, data);
+        // n <= tx_avail <= size, so the cast is exact.
+        self.tx_prod = self.tx_prod.wrapping_add(n as u32);
+        self.tx_avail -= n as u32;
+        if self.tx_prod.wrapping_sub(self.tx_pub) > self.lag {
+            self.tx_pub = self.tx_prod;
+            h.store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
+        }
+        Some(n)
     }
 
     #[inline(always)]
@@ -500,9 +657,10 @@ impl<M: RingMem> Rings<M> {
             self.tx_avail = space;
             return Ok(None);
         }
-        copy_out(&self.mem, self.tx, self.tx_prod, &data[..n]);
+        copy_out(&self.mem, h, self.tx_at, self.tx, self.tx_prod, &data[..n]);
         self.tx_prod = self.tx_prod.wrapping_add(n as u32);
         self.tx_avail = space - n as u32;
+        self.tx_pub = self.tx_prod;
         h.store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
         Ok(Some((n, h)))
     }
@@ -546,20 +704,35 @@ fn take_request(h: SharedMem<'_, Writable>, own: usize, bit: u8) -> bool {
 
 /// Copies `buf.len()` bytes (at most a ring) out of the ring we read, from index `at`.
 ///
-/// The common case is one copy inside one chunk; crossing a chunk or the ring's end goes
-/// out of line.
-#[inline]
-fn copy_in<M: RingMem>(mem: &M, shape: Shape, at: u32, buf: &mut [u8]) {
+/// The common case is one copy inside one chunk, inline; crossing a chunk or the ring's end
+/// goes out of line.
+///
+/// `h` is the header view the caller holds, `in_page` where the ring sits in it, if it does.
+#[inline(always)]
+fn copy_in<M: RingMem>(
+    mem: &M,
+    h: SharedMem<'_, Writable>,
+    in_page: Option<usize>,
+    shape: Shape,
+    at: u32,
+    buf: &mut [u8],
+) {
     let off = (at & (shape.size - 1)) as usize;
     let within = off & (shape.chunk as usize - 1);
-    let first = buf.len().min(shape.chunk as usize - within);
-    mem.rx_chunk(off >> shape.chunk.trailing_zeros())
-        .read_bytes(within, &mut buf[..first]);
-    if first < buf.len() {
-        copy_in_rest(mem, shape, off + first, &mut buf[first..]);
+    if within + buf.len() <= shape.chunk as usize {
+        match in_page {
+            // One chunk: `within` is `off`, inside the ring, which is inside the page.
+            Some(base) => h.read_bytes(base + within, buf),
+            None => mem
+                .rx_chunk(off >> shape.chunk.trailing_zeros())
+                .read_bytes(within, buf),
+        }
+    } else {
+        copy_in_rest(mem, shape, off, buf);
     }
 }
 
+/// [`copy_in`] across chunks (or the ring's end), from ring offset `off`.
 #[cold]
 #[inline(never)]
 fn copy_in_rest<M: RingMem>(mem: &M, shape: Shape, mut off: usize, buf: &mut [u8]) {
@@ -577,19 +750,31 @@ fn copy_in_rest<M: RingMem>(mem: &M, shape: Shape, mut off: usize, buf: &mut [u8
     }
 }
 
-/// Copies `data` (at most a ring) into the ring we write, from index `at`.
-#[inline]
-fn copy_out<M: RingMem>(mem: &M, shape: Shape, at: u32, data: &[u8]) {
+/// Copies `data` (at most a ring) into the ring we write, from index `at` (as [`copy_in`]).
+#[inline(always)]
+fn copy_out<M: RingMem>(
+    mem: &M,
+    h: SharedMem<'_, Writable>,
+    in_page: Option<usize>,
+    shape: Shape,
+    at: u32,
+    data: &[u8],
+) {
     let off = (at & (shape.size - 1)) as usize;
     let within = off & (shape.chunk as usize - 1);
-    let first = data.len().min(shape.chunk as usize - within);
-    mem.tx_chunk(off >> shape.chunk.trailing_zeros())
-        .write_bytes(within, &data[..first]);
-    if first < data.len() {
-        copy_out_rest(mem, shape, off + first, &data[first..]);
+    if within + data.len() <= shape.chunk as usize {
+        match in_page {
+            Some(base) => h.write_bytes(base + within, data),
+            None => mem
+                .tx_chunk(off >> shape.chunk.trailing_zeros())
+                .write_bytes(within, data),
+        }
+    } else {
+        copy_out_rest(mem, shape, off, data);
     }
 }
 
+/// [`copy_out`] across chunks (or the ring's end), from ring offset `off`.
 #[cold]
 #[inline(never)]
 fn copy_out_rest<M: RingMem>(mem: &M, shape: Shape, mut off: usize, data: &[u8]) {

@@ -111,6 +111,7 @@ impl<G: Grantor> core::fmt::Debug for ServerMem<G> {
 }
 
 impl<G: Grantor> ServerMem<G> {
+    #[inline(always)]
     fn shared(&self) -> &Granted<G, Writable> {
         match &self.shared {
             Some(g) => g,
@@ -120,22 +121,36 @@ impl<G: Grantor> ServerMem<G> {
 }
 
 impl<G: Grantor> RingMem for ServerMem<G> {
-    #[inline]
+    #[inline(always)]
     fn header(&self) -> SharedMem<'_, Writable> {
         self.shared().mem()
     }
-    #[inline]
+    #[inline(always)]
     fn rx_chunk(&self, i: usize) -> SharedMem<'_, ReadOnly> {
         match self.layout.left.place {
             Place::InPage(off) => self.header().sub(off, self.layout.left.size()).read_only(),
             Place::Pages { .. } => self.left[i].mem().read_only(),
         }
     }
-    #[inline]
+    #[inline(always)]
     fn tx_chunk(&self, i: usize) -> SharedMem<'_, Writable> {
         match self.layout.right.place {
             Place::InPage(off) => self.header().sub(off, self.layout.right.size()),
             Place::Pages { .. } => self.right[i].mem(),
+        }
+    }
+    #[inline]
+    fn rx_in_page(&self) -> Option<usize> {
+        match self.layout.left.place {
+            Place::InPage(off) => Some(off),
+            Place::Pages { .. } => None,
+        }
+    }
+    #[inline]
+    fn tx_in_page(&self) -> Option<usize> {
+        match self.layout.right.place {
+            Place::InPage(off) => Some(off),
+            Place::Pages { .. } => None,
         }
     }
 }

@@ -121,6 +121,10 @@ fn request_notify_vs_send_notify_no_lost_wakeup() {
 /// every write. `hold_reads` is the same for the reader (`read_now_more` / `take_more`, or
 /// `poll_rx` / `take`).
 ///
+/// A holding end also publishes its index lazily: its publish lag is one byte (half the
+/// ring), so `write_now_more` / `read_now_more` leave a one-byte step unpublished until the
+/// next one, or the `send_notify` of the flush, stores it.
+///
 /// Without the flush before a holding end's wait, loom reports the deadlock of a peer
 /// asleep on bytes it was never told about (checked by hand: loom aborts the process on a
 /// deadlock rather than panicking, so that variant cannot be a `should_panic` test).
@@ -130,6 +134,14 @@ fn stream(hold_writes: bool, hold_reads: bool) {
         let (mut server, mut client) = pair();
         server.set_own_live(LIVE_CONNECTED);
         client.set_own_live(LIVE_CONNECTED);
+        if hold_writes {
+            client.set_publish_lag(1);
+            assert_eq!(client.publish_lag(), 1);
+        }
+        if hold_reads {
+            server.set_publish_lag(1);
+            assert_eq!(server.publish_lag(), 1);
+        }
         let to_reader = Arc::new(Event::default());
         let to_writer = Arc::new(Event::default());
         let (tr, tw) = (to_reader.clone(), to_writer.clone());
@@ -138,7 +150,9 @@ fn stream(hold_writes: bool, hold_reads: bool) {
             let (mut at, mut held) = (0, false);
             while at < data.len() {
                 if hold_writes {
-                    if let Some(n) = client.write_now_more(&data[at..]).unwrap() {
+                    // One byte a call, so that the room a look found outlasts a call and
+                    // the next goes the fast path, which leaves its byte unpublished.
+                    if let Some(n) = client.write_now_more(&data[at..at + 1]).unwrap() {
                         at += n;
                         held = true;
                         continue;
@@ -172,7 +186,8 @@ fn stream(hold_writes: bool, hold_reads: bool) {
         while got.len() < 3 {
             let mut buf = [0u8; 3];
             if hold_reads {
-                if let Some(n) = server.read_now_more(&mut buf).unwrap() {
+                // One byte a call, as the writer.
+                if let Some(n) = server.read_now_more(&mut buf[..1]).unwrap() {
                     assert!(n <= SIZE as usize, "read more than the ring holds");
                     got.extend_from_slice(&buf[..n]);
                     held = true;
@@ -220,6 +235,44 @@ fn put_more_with_a_flush_before_each_wait_no_lost_wakeup() {
 #[test]
 fn put_more_and_take_more_with_flushes_before_waits_no_lost_wakeup() {
     stream(true, true);
+}
+
+/// A bulk writer's last byte, left unpublished by the fast path (publish lag one byte),
+/// goes out with the flush after it: `send_notify` stores the index before its barrier, so
+/// the reader, asleep on what it saw as an empty ring, is woken and reads both bytes.
+///
+/// With `send_notify` not publishing first, loom reports the reader's deadlock (checked by
+/// hand, as for `stream`).
+#[test]
+fn a_flush_publishes_what_the_fast_path_left_behind() {
+    use xen_vchan::abi::LIVE_CONNECTED;
+    loom::model(|| {
+        let (mut server, mut client) = pair();
+        server.set_own_live(LIVE_CONNECTED);
+        client.set_publish_lag(1);
+        let to_reader = Arc::new(Event::default());
+        let tr = to_reader.clone();
+        let writer = thread::spawn(move || {
+            // The first byte after a look (published), the second on the room it found.
+            assert_eq!(client.write_now_more(&[7]).unwrap(), Some(1));
+            assert_eq!(client.put_known(&[8]), Some(1));
+            if client.send_notify(NOTIFY_WRITE) {
+                tr.notify();
+            }
+        });
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            if server.poll_rx(1).unwrap() == 0 {
+                to_reader.wait();
+                continue;
+            }
+            let mut buf = [0u8; 2];
+            let (n, _) = server.take(&mut buf);
+            got.extend_from_slice(&buf[..n]);
+        }
+        writer.join().unwrap();
+        assert_eq!(got, [7, 8]);
+    });
 }
 
 /// A writer that writes, then closes: a reader that finds nothing and then sees the live

@@ -282,6 +282,67 @@ fn write_more_signals_at_half_the_ring_or_at_a_flush() {
     assert_eq!(&t, b"tail");
 }
 
+/// `write_more` on room an earlier look found leaves its producer index up to the publish
+/// lag behind (an eighth of a small ring, at most 256 bytes: 128 for this 1 KiB ring); more
+/// than that, a flush or a close publishes it.
+#[test]
+fn write_more_publishes_within_its_lag_and_at_flush_or_close() {
+    let w = World::new();
+    let (mut s, mut c) = w.pair(10, 11);
+    // The first write looks at the ring, and publishes.
+    assert_eq!(c.write_more(&[1u8; 64]).unwrap(), 64);
+    assert_eq!(s.data_ready().unwrap(), 64);
+    // On the room it found: 64, then 128 bytes unpublished (not more than the lag).
+    assert_eq!(c.write_more(&[2u8; 64]).unwrap(), 64);
+    assert_eq!(s.data_ready().unwrap(), 64);
+    assert_eq!(c.write_more(&[3u8; 64]).unwrap(), 64);
+    assert_eq!(s.data_ready().unwrap(), 64);
+    // 192 bytes behind: published.
+    assert_eq!(c.write_more(&[4u8; 64]).unwrap(), 64);
+    assert_eq!(s.data_ready().unwrap(), 256);
+    assert_eq!(c.write_more(&[5u8; 64]).unwrap(), 64);
+    assert_eq!(s.data_ready().unwrap(), 256);
+    c.flush().unwrap();
+    assert_eq!(s.data_ready().unwrap(), 320);
+    assert_eq!(c.write_more(&[6u8; 64]).unwrap(), 64);
+    assert_eq!(s.data_ready().unwrap(), 320);
+    // The close publishes before the live byte says closed: nothing is lost.
+    drop(c);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 100];
+    loop {
+        match s.read(&mut buf).unwrap() {
+            0 => break,
+            n => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    let want: Vec<u8> = (1..=6u8).flat_map(|b| [b; 64]).collect();
+    assert_eq!(got, want);
+}
+
+/// `read_more` is the mirror: what it consumes on bytes an earlier look found is published
+/// to the writer (as room) past the lag, or at a flush.
+#[test]
+fn read_more_publishes_its_room_within_its_lag_and_at_flush() {
+    let w = World::new();
+    let (mut s, mut c) = w.pair(10, 11);
+    c.write_all(&[9u8; 1024]).unwrap();
+    assert_eq!(c.buffer_space().unwrap(), 0);
+    let mut b = [0u8; 64];
+    // A look, published; then 64 and 128 bytes on what it found, unpublished.
+    assert_eq!(s.read_more(&mut b).unwrap(), 64);
+    assert_eq!(c.buffer_space().unwrap(), 64);
+    assert_eq!(s.read_more(&mut b).unwrap(), 64);
+    assert_eq!(s.read_more(&mut b).unwrap(), 64);
+    assert_eq!(c.buffer_space().unwrap(), 64);
+    assert_eq!(s.read_more(&mut b).unwrap(), 64);
+    assert_eq!(c.buffer_space().unwrap(), 256);
+    assert_eq!(s.read_more(&mut b).unwrap(), 64);
+    assert_eq!(c.buffer_space().unwrap(), 256);
+    s.flush().unwrap();
+    assert_eq!(c.buffer_space().unwrap(), 320);
+}
+
 /// A writer holding back its signal never leaves a reader asleep: a full ring flushes
 /// before `WouldBlock`, and a blocked reader in another thread gets every byte of a
 /// `write_more` stream whose writer never calls `flush` (the waits flush).
