@@ -166,7 +166,7 @@ enum Until {
 /// request for a signal is taken once per half ring, at a [`flush`](Self::flush) or before
 /// any wait of this channel; the peer's index is looked at only when what the last look
 /// found is used up; and `write_more` / `read_more` on room or bytes that look found store
-/// our index for the peer once it runs more than the publish lag ahead (an eighth of the
+/// our index for the peer once it runs more than the publish lag ahead (a quarter of the
 /// smaller ring, at most [`PUBLISH_LAG`](crate::ring::PUBLISH_LAG) bytes), at a flush,
 /// before any spin or wait, and at close.
 ///
