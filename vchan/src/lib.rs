@@ -40,30 +40,38 @@
 //!
 //! # Performance
 //!
-//! `cargo xtask bench vchan` (one direction, writer and reader threads pinned to two CPUs of
-//! a shared 2-vCPU AMD EPYC host, GB/s, median of 3 interleaved rounds; three runs at load
-//! 1.3-1.6 agreed within about 25% case by case; this is the second):
+//! `cargo xtask bench vchan` (one direction, writer and reader threads pinned to the two
+//! CPUs of a shared 2-vCPU host, GB/s, median of 5 interleaved rounds; `bulk/C` is the
+//! median of per-round ratios, each from runs back to back). Three full runs in a row gave
+//! `BENCH vchan-limit` 0.858, 0.881 and 0.851 and `BENCH vchan-socketpair` 2.84, 3.33 and
+//! 2.46; this is the third:
 //!
-//! | ring | write | ours | C limit | socketpair | pipe | ours/C | ours/socketpair |
-//! |-----:|------:|-----:|--------:|-----------:|-----:|-------:|----------------:|
-//! | 2K   | 64    | 0.73 | 3.93    | 0.06       | 0.16 | 0.19   | 11.7            |
-//! | 2K   | 2K    | 5.69 | 6.54    | 1.68       | 3.77 | 0.87   | 3.4             |
-//! | 2K   | 64K   | 5.46 | 5.54    | 6.16       | 1.36 | 0.99   | 0.89            |
-//! | 64K  | 64    | 0.63 | 2.25    | 0.06       | 0.16 | 0.28   | 10.2            |
-//! | 64K  | 2K    | 6.63 | 7.76    | 1.35       | 3.55 | 0.86   | 4.9             |
-//! | 64K  | 64K   | 5.04 | 4.94    | 5.72       | 1.07 | 1.02   | 0.88            |
-//! | 1M   | 64    | 0.86 | 2.54    | 0.05       | 0.16 | 0.34   | 15.7            |
-//! | 1M   | 2K    | 13.2 | 8.89    | 1.64       | 3.82 | 1.48   | 8.1             |
-//! | 1M   | 64K   | 15.5 | 12.1    | 5.99       | 1.29 | 1.28   | 2.59            |
+//! | ring | write | plain | bulk | C limit | socketpair | pipe | bulk/C | bulk/socketpair |
+//! |-----:|------:|------:|-----:|--------:|-----------:|-----:|-------:|----------------:|
+//! | 2K   | 64    | 0.70  | 2.97 | 3.49    | 0.05       | 0.16 | 0.85   | 55              |
+//! | 2K   | 2K    | 6.97  | 7.49 | 6.31    | 1.62       | 3.80 | 1.20   | 4.6             |
+//! | 2K   | 64K   | 6.11  | 6.44 | 5.68    | 6.31       | 1.27 | 1.13   | 1.02            |
+//! | 64K  | 64    | 0.71  | 2.88 | 2.38    | 0.06       | 0.16 | 1.21   | 51              |
+//! | 64K  | 2K    | 6.86  | 8.39 | 6.49    | 1.66       | 3.67 | 1.07   | 5.1             |
+//! | 64K  | 64K   | 6.65  | 6.82 | 7.05    | 6.97       | 1.16 | 0.97   | 0.98            |
+//! | 1M   | 64    | 0.78  | 4.16 | 2.47    | 0.06       | 0.15 | 1.68   | 73              |
+//! | 1M   | 2K    | 11.2  | 13.6 | 8.56    | 1.67       | 3.34 | 1.51   | 8.2             |
+//! | 1M   | 64K   | 13.6  | 14.2 | 13.2    | 5.75       | 1.35 | 1.07   | 2.46            |
 //!
-//! The C limit is a byte ring with the same two copies and *no notifications*. With writes
-//! of 2 KiB and more the channel is within 0.8x of it or faster; with 64-byte writes it is
-//! not (0.2-0.35x): every write and every read must publish its index and then check the
-//! peer's notify request with a full barrier in between (libxenvchan's `xen_mb()`; the loom
-//! model `send_notify_without_its_fence_loses_a_wakeup` shows the lost wakeup without it),
-//! and on two CPUs that barrier waits for the header's cache line every 64 bytes. Measured
-//! by leaving it out (unsound, for measurement only): 0.67 -> 1.2 GB/s at 64 bytes. A 64-byte
-//! write and read cost 354 instructions together (callgrind, `examples/small_writes`).
+//! The C limit is a byte ring with the same two copies and *no notifications*, its two
+//! indices in one 24-byte header as `struct vchan_interface` has them. `plain` is
+//! `write_all` / `read`, which take the peer's notify request on every call behind a full
+//! barrier (libxenvchan's `xen_mb()`; the loom model
+//! `send_notify_without_its_fence_loses_a_wakeup` shows the lost wakeup without it): with
+//! 64-byte writes that barrier waits for the header's cache line every 64 bytes, and the
+//! plain calls stay at 0.2-0.5x the C ring. `bulk` is [`Vchan::write_more`] /
+//! [`Vchan::read_more`], which take the request once per half ring and before any wait,
+//! re-read the peer's index only when what they knew is used up, and store their own index
+//! only every publish lag (a quarter of the smaller ring, at most 1 KiB), so the header's
+//! cache line, which holds both ends' indices, moves about once per 9-17 small writes
+//! instead of every write. A 64-byte write and read cost 304 instructions together with the
+//! plain calls and 338 with the bulk calls plus a flush per write (callgrind,
+//! `examples/small_writes`, one thread, where every read must look at the writer's index).
 //!
 //! # Example
 //!
