@@ -65,7 +65,8 @@
 //! `send_notify_without_its_fence_loses_a_wakeup` shows the lost wakeup without it): with
 //! 64-byte writes that barrier waits for the header's cache line every 64 bytes, and the
 //! plain calls stay at 0.2-0.5x the C ring. `bulk` is [`Vchan::write_more`] /
-//! [`Vchan::read_more`], which take the request once per half ring and before any wait,
+//! [`Vchan::read_more`], which look at the request once per half ring (a plain load; the
+//! barrier only when the peer asked) and take it before any wait,
 //! re-read the peer's index only when what they knew is used up, and store their own index
 //! only every publish lag (a quarter of the smaller ring, at most 1 KiB), so the header's
 //! cache line, which holds both ends' indices, moves about once per 9-17 small writes

@@ -121,6 +121,9 @@ fn request_notify_vs_send_notify_no_lost_wakeup() {
 /// every write. `hold_reads` is the same for the reader (`read_now_more` / `take_more`, or
 /// `poll_rx` / `take`).
 ///
+/// At each such step the holding end also looks at the peer's request without a barrier
+/// and takes it only if it sees it, as `Vchan::half_ring` does.
+///
 /// A holding end also publishes its index lazily: its publish lag is one byte (half the
 /// ring), so `write_now_more` / `read_now_more` leave a one-byte step unpublished until the
 /// next one, or the `send_notify` of the flush, stores it.
@@ -155,6 +158,14 @@ fn stream(hold_writes: bool, hold_reads: bool) {
                     if let Some(n) = client.write_now_more(&data[at..at + 1]).unwrap() {
                         at += n;
                         held = true;
+                        // Half the ring held (a byte here): `Vchan::half_ring` takes the
+                        // request only if a plain look sees it; otherwise one stays owed.
+                        if client.asked(NOTIFY_WRITE) {
+                            held = false;
+                            if client.send_notify(NOTIFY_WRITE) {
+                                tr.notify();
+                            }
+                        }
                         continue;
                     }
                 }
@@ -191,6 +202,13 @@ fn stream(hold_writes: bool, hold_reads: bool) {
                     assert!(n <= SIZE as usize, "read more than the ring holds");
                     got.extend_from_slice(&buf[..n]);
                     held = true;
+                    // As the writer's half-ring look.
+                    if server.asked(NOTIFY_READ) {
+                        held = false;
+                        if server.send_notify(NOTIFY_READ) {
+                            to_writer.notify();
+                        }
+                    }
                     continue;
                 }
             }

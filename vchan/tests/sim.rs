@@ -344,6 +344,41 @@ fn read_more_publishes_its_room_within_its_lag_and_at_flush() {
     assert_eq!(c.buffer_space().unwrap(), 448);
 }
 
+/// At half a ring with no request visible, a bulk writer takes none (no barrier) but keeps
+/// one byte owed: a request the reader makes after that look is still taken, and signalled,
+/// by the next flush.
+#[test]
+fn a_request_made_after_the_half_ring_look_is_taken_by_the_flush() {
+    let w = World::new();
+    let (mut s, mut c) = w.pair(10, 11);
+    // The request both ends start with (as libxenvchan's server sets them) is taken first.
+    assert_eq!(c.write_more(&[3u8; 64]).unwrap(), 64);
+    c.flush().unwrap();
+    let before = c.stats().notifies;
+    // 512 more bytes through a 1 KiB ring: half of it, and the reader has not asked again.
+    for _ in 0..8 {
+        assert_eq!(c.write_more(&[3u8; 64]).unwrap(), 64);
+    }
+    assert_eq!(
+        c.stats().notifies,
+        before,
+        "signalled a reader that did not ask"
+    );
+    // The reader looks and asks to be told about the next write.
+    assert!(s.data_ready().unwrap() > 0);
+    c.flush().unwrap();
+    assert_eq!(
+        c.stats().notifies,
+        before + 1,
+        "the owed request was not taken"
+    );
+    c.flush().unwrap();
+    assert_eq!(c.stats().notifies, before + 1);
+    let mut b = vec![0u8; 576];
+    s.read_exact(&mut b).unwrap();
+    assert!(b.iter().all(|x| *x == 3));
+}
+
 /// A writer holding back its signal never leaves a reader asleep: a full ring flushes
 /// before `WouldBlock`, and a blocked reader in another thread gets every byte of a
 /// `write_more` stream whose writer never calls `flush` (the waits flush).
