@@ -43,20 +43,20 @@
 //! `cargo xtask bench vchan` (one direction, writer and reader threads pinned to the two
 //! CPUs of a shared 2-vCPU host, GB/s, median of 5 interleaved rounds; `bulk/C` is the
 //! median of per-round ratios, each from runs back to back). Three full runs in a row gave
-//! `BENCH vchan-limit` 0.858, 0.881 and 0.851 and `BENCH vchan-socketpair` 2.84, 3.33 and
-//! 2.46; this is the third:
+//! `BENCH vchan-limit` 0.965, 0.913 and 0.957 and `BENCH vchan-socketpair` 2.25, 2.29 and
+//! 2.64; this is the third:
 //!
 //! | ring | write | plain | bulk | C limit | socketpair | pipe | bulk/C | bulk/socketpair |
 //! |-----:|------:|------:|-----:|--------:|-----------:|-----:|-------:|----------------:|
-//! | 2K   | 64    | 0.70  | 2.97 | 3.49    | 0.05       | 0.16 | 0.85   | 55              |
-//! | 2K   | 2K    | 6.97  | 7.49 | 6.31    | 1.62       | 3.80 | 1.20   | 4.6             |
-//! | 2K   | 64K   | 6.11  | 6.44 | 5.68    | 6.31       | 1.27 | 1.13   | 1.02            |
-//! | 64K  | 64    | 0.71  | 2.88 | 2.38    | 0.06       | 0.16 | 1.21   | 51              |
-//! | 64K  | 2K    | 6.86  | 8.39 | 6.49    | 1.66       | 3.67 | 1.07   | 5.1             |
-//! | 64K  | 64K   | 6.65  | 6.82 | 7.05    | 6.97       | 1.16 | 0.97   | 0.98            |
-//! | 1M   | 64    | 0.78  | 4.16 | 2.47    | 0.06       | 0.15 | 1.68   | 73              |
-//! | 1M   | 2K    | 11.2  | 13.6 | 8.56    | 1.67       | 3.34 | 1.51   | 8.2             |
-//! | 1M   | 64K   | 13.6  | 14.2 | 13.2    | 5.75       | 1.35 | 1.07   | 2.46            |
+//! | 2K   | 64    | 0.71  | 3.13 | 3.65    | 0.06       | 0.15 | 0.99   | 51              |
+//! | 2K   | 2K    | 6.19  | 6.94 | 5.82    | 1.35       | 3.74 | 1.22   | 5.1             |
+//! | 2K   | 64K   | 6.09  | 6.41 | 5.34    | 6.20       | 1.20 | 1.13   | 1.03            |
+//! | 64K  | 64    | 0.61  | 2.72 | 1.73    | 0.05       | 0.14 | 1.57   | 50              |
+//! | 64K  | 2K    | 6.66  | 7.71 | 8.01    | 1.51       | 4.08 | 0.96   | 5.1             |
+//! | 64K  | 64K   | 6.61  | 6.94 | 6.64    | 6.43       | 1.28 | 1.05   | 1.08            |
+//! | 1M   | 64    | 0.88  | 3.44 | 2.67    | 0.06       | 0.14 | 1.47   | 56              |
+//! | 1M   | 2K    | 11.7  | 13.2 | 9.01    | 1.33       | 3.83 | 1.39   | 9.9             |
+//! | 1M   | 64K   | 13.6  | 13.7 | 12.4    | 5.19       | 1.42 | 1.05   | 2.64            |
 //!
 //! The C limit is a byte ring with the same two copies and *no notifications*, its two
 //! indices in one 24-byte header as `struct vchan_interface` has them. `plain` is
