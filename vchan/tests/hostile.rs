@@ -394,3 +394,35 @@ fn indices_moved_past_the_ring_break_the_bulk_calls_at_their_next_look() {
         Err(VchanError::Broken(Broken::TxOverrun { .. }))
     ));
 }
+
+/// The bulk calls publish their index late (the publish lag) but always from their private
+/// copy: a peer that scribbles on our producer or consumer index while `write_more` /
+/// `read_more` hold part of it back sees the true value stored at the next publication
+/// (here the flush), and nothing we compute changes.
+#[test]
+fn own_indices_rewritten_while_the_bulk_calls_hold_them_back_are_restored() {
+    let w = World::new();
+    let (mut s, mut c, page) = pair_with_page(&w, 10, 11);
+    let m = page.mem().unwrap();
+    // The first write looks and publishes 64; the second is held back (lag 256 here).
+    assert_eq!(c.write_more(&[1u8; 64]).unwrap(), 64);
+    assert_eq!(c.write_more(&[2u8; 64]).unwrap(), 64);
+    assert_eq!(m.load_u32(LEFT_PROD, Ordering::Acquire), 64);
+    m.store_u32(LEFT_PROD, 900, Ordering::Release);
+    c.flush().unwrap();
+    assert_eq!(m.load_u32(LEFT_PROD, Ordering::Acquire), 128);
+    // The reader: a look publishes 32, the next read on what it found is held back.
+    let mut b = [0u8; 32];
+    assert_eq!(s.read_more(&mut b).unwrap(), 32);
+    assert_eq!(s.read_more(&mut b).unwrap(), 32);
+    assert_eq!(m.load_u32(LEFT_CONS, Ordering::Acquire), 32);
+    m.store_u32(LEFT_CONS, 7, Ordering::Release);
+    s.flush().unwrap();
+    assert_eq!(m.load_u32(LEFT_CONS, Ordering::Acquire), 64);
+    // The stream is intact.
+    let mut rest = [0u8; 64];
+    s.read_exact(&mut rest).unwrap();
+    assert!(rest.iter().all(|x| *x == 2));
+    assert_eq!(s.broken(), None);
+    assert_eq!(c.broken(), None);
+}
