@@ -925,7 +925,7 @@ unsafe fn volatile_copy_out_wide(src: &[u8], dst: *mut u8) {
 #[cfg(all(not(loom), target_arch = "x86_64"))]
 mod avx2 {
     use super::{volatile_copy_in, volatile_copy_out};
-    use core::arch::x86_64::__m256i;
+    use core::arch::x86_64::{__m256i, _mm256_zeroupper};
     use core::sync::atomic::{AtomicU8, Ordering};
 
     /// 0: not yet known, 1: no AVX2, 2: AVX2.
@@ -1049,6 +1049,10 @@ mod avx2 {
         // (caller) and within `dst`.
         // SAFETY: in range (above).
         let i = wide_plan(dst.len(), |i| unsafe { load_ymm(src, dst, i) });
+        // The tail's words are legacy-SSE `movdqu` (assembly text, not re-encoded): clear
+        // the upper halves first, or each costs an SSE/AVX transition (a false dependency
+        // on newer cores). The compiler does not know the assembly touched YMM registers.
+        _mm256_zeroupper();
         // SAFETY: `src + i` is valid for the bytes left, which `dst[i..]` holds.
         unsafe { volatile_copy_in(src.add(i), &mut dst[i..]) }
     }
@@ -1062,6 +1066,8 @@ mod avx2 {
         // (caller) and within `src`.
         // SAFETY: in range (above).
         let i = wide_plan(src.len(), |i| unsafe { store_ymm(src, dst, i) });
+        // As in `copy_in`.
+        _mm256_zeroupper();
         // SAFETY: `dst + i` is valid for the bytes left, which `src[i..]` holds.
         unsafe { volatile_copy_out(&src[i..], dst.add(i)) }
     }

@@ -82,7 +82,8 @@ pub struct Stats {
 }
 
 /// How many more looks, a `pause` apart, the bulk calls take at the ring before the
-/// general blocking path (which takes a snapshot, asks, flushes and spins): the peer is
+/// general blocking path (which takes a snapshot, publishes, takes only requests it can
+/// see, spins, and asks only then): the peer is
 /// usually about to act, and where the two ends share a core (two hyperthreads, as the
 /// vCPUs of a small VM often are), the general path's work before its first `pause` is
 /// taken from the peer that would have acted.
@@ -193,6 +194,9 @@ pub struct Vchan<S: Side, E: EventChannels, X: Xenstore> {
     held_tx: u32,
     /// The same for bytes `*_more` reads consumed.
     held_rx: u32,
+    /// A signal that failed after its call had already moved bytes: the call reported the
+    /// bytes, and the next [`flush`](Vchan::flush) (or wait) reports this.
+    deferred: Option<VchanError>,
     stats: Stats,
 }
 
@@ -234,6 +238,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
             ask: true,
             held_tx: 0,
             held_rx: 0,
+            deferred: None,
             stats: Stats::default(),
         }
     }
@@ -394,9 +399,11 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         if self.lift(r)? > 0 {
             return self.take_as(buf, more);
         }
-        if more && self.ask {
-            // Nothing to read: the caller is about to wait, maybe on something else. (Not
-            // on a blocking call's first look: it spins first, and flushes before it sleeps.)
+        if self.ask {
+            // Nothing to read: the caller is about to wait, maybe on something else, and
+            // earlier `*_more` calls may hold bytes or requests back (a flush with nothing
+            // held does nothing). Not on a blocking call's first look: it spins first, and
+            // publishes and flushes before it sleeps.
             self.flush()?;
         }
         match self.peer()? {
@@ -417,7 +424,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
             return self.take(buf);
         }
         let n = self.rings.take_more(buf);
-        self.hold(NOTIFY_READ, n)?;
+        self.hold(NOTIFY_READ, n);
         Ok(n)
     }
 
@@ -438,7 +445,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         }
         let r = self.poll_tx(1);
         if self.lift(r)? == 0 {
-            if more && self.ask {
+            if self.ask {
                 // The ring is full: the caller is about to wait, maybe on something else
                 // (as in `try_read_as`).
                 self.flush()?;
@@ -449,7 +456,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
             return self.put(data);
         }
         let n = self.rings.put_more(data);
-        self.hold(NOTIFY_WRITE, n)?;
+        self.hold(NOTIFY_WRITE, n);
         Ok(n)
     }
 
@@ -510,15 +517,17 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
 
     /// Counts `n` bytes moved without taking the peer's request for `bit`; looks at the
     /// request once half the ring is held ([`half_ring`](Self::half_ring)).
+    ///
+    /// It cannot fail: the caller has already moved the bytes and must report them, so a
+    /// signal that fails here is deferred to the next flush or wait (see `deferred`).
     #[inline]
-    fn hold(&mut self, bit: u8, n: usize) -> Result<(), VchanError> {
+    fn hold(&mut self, bit: u8, n: usize) {
         let (held, size) = self.held(bit);
         // n <= the ring size, a u32.
         *held = held.saturating_add(n as u32);
         if *held >= size / 2 {
-            self.half_ring(bit)?;
+            self.half_ring(bit);
         }
-        Ok(())
     }
 
     /// Half a ring held back in the direction of `bit`: if the peer's request is visible to
@@ -526,20 +535,24 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     /// request, signal), so that a peer asleep on these bytes or this room is woken while
     /// half the ring is still left. If not, the peer is most likely awake and will see our
     /// index; a request that is set but not yet visible here is taken at the next half ring
-    /// or, with the barrier, by the flush before this end waits, stops or closes: the count
-    /// drops to 1, not 0, so that flush still has something owed to take.
+    /// or, with the barrier, by the flush before this end waits (or the caller's own flush
+    /// when it stops; a close signals the peer anyway): the count drops to 1, not 0, so
+    /// that flush still has something owed to take.
     ///
     /// The full barrier on every half ring cost 15-20% with a 2 KiB ring and 64-byte writes
     /// (it waits for the index store to reach the header's cache line, which the peer
     /// keeps taking).
     #[cold]
     #[inline(never)]
-    fn half_ring(&mut self, bit: u8) -> Result<(), VchanError> {
-        if self.rings.asked(bit) {
-            return self.flush_one(bit);
+    fn half_ring(&mut self, bit: u8) {
+        if !self.rings.asked(bit) {
+            *self.held(bit).0 = 1;
+            return;
         }
-        *self.held(bit).0 = 1;
-        Ok(())
+        if let Err(e) = self.flush_one(bit) {
+            // The bytes were moved; report the failed signal at the next flush or wait.
+            self.deferred.get_or_insert(e);
+        }
     }
 
     /// Before a spin: takes the peer's requests for the bytes we hold back, where its
@@ -596,7 +609,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
             // so no overflow.
             self.held_rx += n as u32;
             if self.held_rx >= self.rings.rx_shape().size / 2 {
-                self.half_ring(NOTIFY_READ)?;
+                self.half_ring(NOTIFY_READ);
             }
             return Ok(n);
         }
@@ -609,7 +622,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         for look in 0..=QUICK_LOOKS {
             let r = self.rings.read_now_more(buf);
             if let Some(n) = self.lift(r)? {
-                self.hold(NOTIFY_READ, n)?;
+                self.hold(NOTIFY_READ, n);
                 return Ok(n);
             }
             if look == QUICK_LOOKS || self.opts.spin == 0 {
@@ -629,8 +642,14 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     /// [`try_read_more`](Self::try_read_more) / [`read_more`](Self::read_more) consumed, if it
     /// asked to be told (the index store, a full barrier, then the notify request, as a plain
     /// write or read does). Nothing to do when no such bytes are held back.
+    ///
+    /// A signal that failed inside an earlier `*_more` call, after that call had moved its
+    /// bytes (and reported them), is reported here.
     #[inline]
     pub fn flush(&mut self) -> Result<(), VchanError> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
         self.flush_one(NOTIFY_WRITE)?;
         self.flush_one(NOTIFY_READ)
     }
@@ -649,6 +668,10 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         }
         let r = self.poll_tx(packet.len());
         if self.lift(r)? < packet.len() {
+            if self.ask {
+                // As in `try_write_as`.
+                self.flush()?;
+            }
             return Err(VchanError::WouldBlock);
         }
         self.put(packet).map(drop)
@@ -667,6 +690,10 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         let r = self.poll_rx(buf.len());
         if self.lift(r)? >= buf.len() {
             return self.take(buf).map(drop);
+        }
+        if self.ask {
+            // As in `try_read_as`.
+            self.flush()?;
         }
         match self.peer()? {
             Peer::Live => Err(VchanError::WouldBlock),
@@ -823,7 +850,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
                 // As in `read_more`: no overflow.
                 self.held_tx += n as u32;
                 if self.held_tx >= self.rings.tx_shape().size / 2 {
-                    self.half_ring(NOTIFY_WRITE)?;
+                    self.half_ring(NOTIFY_WRITE);
                 }
                 return Ok(n);
             }
@@ -843,7 +870,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
             }
             let r = self.rings.write_now_more(data);
             if let Some(n) = self.lift(r)? {
-                self.hold(NOTIFY_WRITE, n)?;
+                self.hold(NOTIFY_WRITE, n);
                 return Ok(n);
             }
             if look == QUICK_LOOKS || self.opts.spin == 0 {

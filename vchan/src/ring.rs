@@ -195,8 +195,9 @@ pub struct Rings<M> {
     broken: Option<Broken>,
 }
 
-/// The most the default [`Rings::set_publish_lag`] allows: the default is a quarter of the
-/// smaller ring, at most this. With 64-byte writes the header's cache line then moves
+/// The cap of the default publish lag: a new [`Rings`] lets its index run a quarter of the
+/// smaller ring ahead, at most this many bytes ([`Rings::set_publish_lag`] changes it, up
+/// to half the smaller ring). With 64-byte writes the header's cache line then moves
 /// between the two ends once per 9 (2 KiB ring) to 17 writes instead of every write (the
 /// line holds both ends' indices, so each store by one end takes it from the other), while
 /// at least four such batches fit in the ring. (Measured with `cargo xtask bench vchan`,

@@ -379,6 +379,25 @@ fn a_request_made_after_the_half_ring_look_is_taken_by_the_flush() {
     assert!(b.iter().all(|x| *x == 3));
 }
 
+/// Any `WouldBlock` a caller sees flushes, the plain `try_*` calls' too: after `write_more`
+/// held bytes back, a `try_read` that finds nothing to read (the caller is about to wait on
+/// its own) publishes them.
+#[test]
+fn a_plain_try_call_that_would_block_publishes_what_bulk_calls_held() {
+    let w = World::new();
+    let (mut s, mut c) = w.pair(10, 11);
+    assert_eq!(c.write_more(&[1u8; 64]).unwrap(), 64);
+    assert_eq!(c.write_more(&[2u8; 64]).unwrap(), 64);
+    assert_eq!(s.data_ready().unwrap(), 64);
+    assert_eq!(c.try_read(&mut [0u8; 8]), Err(VchanError::WouldBlock));
+    assert_eq!(s.data_ready().unwrap(), 128);
+    // The same for a packet receive.
+    assert_eq!(c.write_more(&[3u8; 64]).unwrap(), 64);
+    assert_eq!(s.data_ready().unwrap(), 128);
+    assert_eq!(c.try_recv(&mut [0u8; 8]), Err(VchanError::WouldBlock));
+    assert_eq!(s.data_ready().unwrap(), 192);
+}
+
 /// A writer holding back its signal never leaves a reader asleep: a full ring flushes
 /// before `WouldBlock`, and a blocked reader in another thread gets every byte of a
 /// `write_more` stream whose writer never calls `flush` (the waits flush).

@@ -5,8 +5,9 @@
 //! in one simulated domain writes a byte stream and the server in another reads it into a
 //! buffer of the write size, twice: with the plain calls (`write_all` / `read`, which take
 //! the peer's notify request on every call behind a full barrier, as libxenvchan does) and
-//! with the bulk-stream calls (`write_more` / `read_more`, which take it once per half ring
-//! and before any wait, and look at the peer's index only when what they knew is used up).
+//! with the bulk-stream calls (`write_more` / `read_more`, which look at it once per half
+//! ring and take it before any wait, look at the peer's index only when what they knew is
+//! used up, and store their own only every publish lag).
 //! The comparisons, in the same run, interleaved round by round:
 //!
 //! * a Unix socketpair and a pipe (default kernel buffers): what a program would otherwise
@@ -84,9 +85,10 @@ enum Calls {
     /// `write_all` and `read`: each call takes the peer's notify request (a full barrier
     /// per call), as libxenvchan's `libxenvchan_write`/`read` do.
     Plain,
-    /// `write_more` and `read_more`, the bulk-stream calls: each call publishes its index at
-    /// once; the peer's request is taken once per half ring and before any wait, and both
-    /// ends `flush` after their last byte.
+    /// `write_more` and `read_more`, the bulk-stream calls: the index is stored for the peer
+    /// every publish lag (a quarter of the smaller ring, at most 1 KiB), the peer's request
+    /// is looked at once per half ring and taken before any wait, and both ends `flush`
+    /// after their last byte.
     Bulk,
 }
 
