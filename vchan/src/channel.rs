@@ -520,7 +520,10 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     ///
     /// It cannot fail: the caller has already moved the bytes and must report them, so a
     /// signal that fails here is deferred to the next flush or wait (see `deferred`).
-    #[inline]
+    ///
+    /// Inline in the bulk fast paths, where `bit` is a constant and this is an add and a
+    /// compare.
+    #[inline(always)]
     fn hold(&mut self, bit: u8, n: usize) {
         let (held, size) = self.held(bit);
         // n <= the ring size, a u32.
@@ -605,12 +608,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         // Bytes known ready from the last look cover `buf`: copy, publish within the lag,
         // count as held.
         if let Some(n) = self.rings.take_known(buf) {
-            // n <= the ring size and held_rx < half of it (else `half_ring` lowered it),
-            // so no overflow.
-            self.held_rx += n as u32;
-            if self.held_rx >= self.rings.rx_shape().size / 2 {
-                self.half_ring(NOTIFY_READ);
-            }
+            self.hold(NOTIFY_READ, n);
             return Ok(n);
         }
         self.read_more_slow(buf)
@@ -847,11 +845,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         // as held.
         if !self.peer_closed {
             if let Some(n) = self.rings.put_known(data) {
-                // As in `read_more`: no overflow.
-                self.held_tx += n as u32;
-                if self.held_tx >= self.rings.tx_shape().size / 2 {
-                    self.half_ring(NOTIFY_WRITE);
-                }
+                self.hold(NOTIFY_WRITE, n);
                 return Ok(n);
             }
         }
