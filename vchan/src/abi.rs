@@ -172,6 +172,14 @@ impl RingGeometry {
         }
     }
 
+    /// The offset of the ring in the shared page, if it is there.
+    pub const fn in_page(&self) -> Option<usize> {
+        match self.place {
+            Place::InPage(off) => Some(off),
+            Place::Pages { .. } => None,
+        }
+    }
+
     /// Separately granted pages.
     pub const fn pages(&self) -> usize {
         match self.place {
@@ -253,10 +261,7 @@ impl Layout {
         let end = GRANTS + 4 * grants;
         let limit = [left, right]
             .iter()
-            .filter_map(|g| match g.place {
-                Place::InPage(off) => Some(off),
-                Place::Pages { .. } => None,
-            })
+            .filter_map(RingGeometry::in_page)
             .min()
             .unwrap_or(PAGE_SIZE);
         if end > limit {

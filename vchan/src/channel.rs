@@ -399,15 +399,8 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         if self.lift(r)? > 0 {
             return self.take_as(buf, more);
         }
-        if self.ask {
-            // Nothing to read: the caller is about to wait, maybe on something else, and
-            // earlier `*_more` calls may hold bytes or requests back (a flush with nothing
-            // held does nothing). Not on a blocking call's first look: it spins first, and
-            // publishes and flushes before it sleeps.
-            self.flush()?;
-        }
         match self.peer()? {
-            Peer::Live => Err(VchanError::WouldBlock),
+            Peer::Live => self.would_block(),
             // The peer may have written, then closed, after our look: look once more.
             Peer::Gone => {
                 let r = self.poll_rx(1);
@@ -415,6 +408,17 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
                 self.take_as(buf, more)
             }
         }
+    }
+
+    /// `Err(WouldBlock)` for a `try_*` call, after a [`flush`](Self::flush): the caller is
+    /// about to wait, maybe on something else, and earlier `*_more` calls may hold bytes or
+    /// requests back (a flush with nothing held does nothing). Not on a blocking call's
+    /// first look (`ask` clear): it spins first, and publishes and flushes before it sleeps.
+    fn would_block<T>(&mut self) -> Result<T, VchanError> {
+        if self.ask {
+            self.flush()?;
+        }
+        Err(VchanError::WouldBlock)
     }
 
     /// [`take`](Self::take), or without taking the peer's request (counted as held) if
@@ -445,12 +449,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         }
         let r = self.poll_tx(1);
         if self.lift(r)? == 0 {
-            if self.ask {
-                // The ring is full: the caller is about to wait, maybe on something else
-                // (as in `try_read_as`).
-                self.flush()?;
-            }
-            return Err(VchanError::WouldBlock);
+            return self.would_block();
         }
         if !more {
             return self.put(data);
@@ -576,6 +575,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     }
 
     /// Takes the peer's request for `bit` if bytes are held back in that direction.
+    #[inline(always)]
     fn flush_one(&mut self, bit: u8) -> Result<(), VchanError> {
         if core::mem::take(self.held(bit).0) > 0 && self.rings.send_notify(bit) {
             self.signal()?;
@@ -617,22 +617,39 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     /// [`read_more`](Self::read_more) when what the last look found does not cover `buf`.
     #[inline(never)]
     fn read_more_slow(&mut self, buf: &mut [u8]) -> Result<usize, VchanError> {
-        for look in 0..=QUICK_LOOKS {
-            let r = self.rings.read_now_more(buf);
-            if let Some(n) = self.lift(r)? {
-                self.hold(NOTIFY_READ, n);
-                return Ok(n);
+        let quick = self.quick_looks(NOTIFY_READ, |v| {
+            let r = v.rings.read_now_more(buf);
+            v.lift(r)
+        })?;
+        match quick {
+            Some(n) => Ok(n),
+            None => self.blocking(|v| v.try_read_more(buf)),
+        }
+    }
+
+    /// The bulk calls' slow path before the general blocking one: `look` (a pass over the
+    /// header that moves what it can) up to [`QUICK_LOOKS`] more times, a `pause` apart,
+    /// publishing our indices after the first miss (the peer may be waiting for them).
+    /// What a look moved is counted as held in the direction of `bit`.
+    fn quick_looks(
+        &mut self,
+        bit: u8,
+        mut look: impl FnMut(&mut Self) -> Result<Option<usize>, VchanError>,
+    ) -> Result<Option<usize>, VchanError> {
+        for i in 0..=QUICK_LOOKS {
+            if let Some(n) = look(self)? {
+                self.hold(bit, n);
+                return Ok(Some(n));
             }
-            if look == QUICK_LOOKS || self.opts.spin == 0 {
+            if i == QUICK_LOOKS || self.opts.spin == 0 {
                 break;
             }
-            if look == 0 {
-                // The peer may be waiting for what we have not published.
+            if i == 0 {
                 self.rings.publish();
             }
             core::hint::spin_loop();
         }
-        self.blocking(|v| v.try_read_more(buf))
+        Ok(None)
     }
 
     /// Publishes our indices and signals the peer for the bytes
@@ -666,11 +683,7 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         }
         let r = self.poll_tx(packet.len());
         if self.lift(r)? < packet.len() {
-            if self.ask {
-                // As in `try_write_as`.
-                self.flush()?;
-            }
-            return Err(VchanError::WouldBlock);
+            return self.would_block();
         }
         self.put(packet).map(drop)
     }
@@ -689,12 +702,8 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
         if self.lift(r)? >= buf.len() {
             return self.take(buf).map(drop);
         }
-        if self.ask {
-            // As in `try_read_as`.
-            self.flush()?;
-        }
         match self.peer()? {
-            Peer::Live => Err(VchanError::WouldBlock),
+            Peer::Live => self.would_block(),
             Peer::Gone => {
                 let r = self.poll_rx(buf.len());
                 if self.lift(r)? >= buf.len() {
@@ -857,24 +866,15 @@ impl<S: Side, E: EventChannels, X: Xenstore> Vchan<S, E, X> {
     #[inline(never)]
     fn write_more_slow(&mut self, data: &[u8]) -> Result<usize, VchanError> {
         // Peer live and room in the ring: one pass over the header, as `try_write_more`
-        // would go.
-        for look in 0..=QUICK_LOOKS {
-            if self.peer_closed {
-                break;
-            }
-            let r = self.rings.write_now_more(data);
-            if let Some(n) = self.lift(r)? {
-                self.hold(NOTIFY_WRITE, n);
+        // would go. (Only `peer` sets `peer_closed`, which no look calls.)
+        if !self.peer_closed {
+            let quick = self.quick_looks(NOTIFY_WRITE, |v| {
+                let r = v.rings.write_now_more(data);
+                v.lift(r)
+            })?;
+            if let Some(n) = quick {
                 return Ok(n);
             }
-            if look == QUICK_LOOKS || self.opts.spin == 0 {
-                break;
-            }
-            if look == 0 {
-                // The peer may be waiting for what we have not published.
-                self.rings.publish();
-            }
-            core::hint::spin_loop();
         }
         self.blocking(|v| v.try_write_more(data))
     }

@@ -70,8 +70,8 @@
 //! re-read the peer's index only when what they knew is used up, and store their own index
 //! only every publish lag (a quarter of the smaller ring, at most 1 KiB), so the header's
 //! cache line, which holds both ends' indices, moves about once per 9-17 small writes
-//! instead of every write. A 64-byte write and read cost 304 instructions together with the
-//! plain calls and 338 with the bulk calls plus a flush per write (callgrind,
+//! instead of every write. A 64-byte write and read cost 303 instructions together with the
+//! plain calls and 327 with the bulk calls plus a flush per write (callgrind,
 //! `examples/small_writes`, one thread, where every read must look at the writer's index).
 //!
 //! # Example

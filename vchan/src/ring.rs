@@ -289,16 +289,9 @@ impl<M: RingMem> Rings<M> {
     /// protocol needs.
     #[inline]
     pub fn send_notify(&mut self, bit: u8) -> bool {
-        let h = self.mem.header();
-        if bit & NOTIFY_WRITE != 0 && self.tx_pub != self.tx_prod {
-            self.tx_pub = self.tx_prod;
-            h.store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
-        }
-        if bit & NOTIFY_READ != 0 && self.rx_pub != self.rx_cons {
-            self.rx_pub = self.rx_cons;
-            h.store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
-        }
-        take_request(h, self.off.own_notify, bit)
+        let own = self.off.own_notify;
+        let h = self.publish_dirs(bit);
+        take_request(h, own, bit)
     }
 
     /// Stores both our indices in the header if the `*_known` paths left them behind: what
@@ -307,15 +300,22 @@ impl<M: RingMem> Rings<M> {
     /// its direction, so a flush of the held requests needs no separate call.
     #[inline]
     pub fn publish(&mut self) {
+        self.publish_dirs(NOTIFY_WRITE | NOTIFY_READ);
+    }
+
+    /// [`publish`](Self::publish) for the directions in `bits` (`NOTIFY_WRITE`: our
+    /// producer index, `NOTIFY_READ`: our consumer index). Returns the header view, so that
+    /// [`send_notify`](Self::send_notify) does not resolve it twice.
+    #[inline(always)]
+    fn publish_dirs(&mut self, bits: u8) -> SharedMem<'_, Writable> {
         let h = self.mem.header();
-        if self.tx_pub != self.tx_prod {
-            self.tx_pub = self.tx_prod;
-            h.store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
+        if bits & NOTIFY_WRITE != 0 && self.tx_pub != self.tx_prod {
+            store_index(h, self.off.tx_prod, self.tx_prod, &mut self.tx_pub);
         }
-        if self.rx_pub != self.rx_cons {
-            self.rx_pub = self.rx_cons;
-            h.store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
+        if bits & NOTIFY_READ != 0 && self.rx_pub != self.rx_cons {
+            store_index(h, self.off.rx_cons, self.rx_cons, &mut self.rx_pub);
         }
+        h
     }
 
     /// Sets how far the bulk paths ([`put_known`](Self::put_known),
@@ -434,27 +434,11 @@ impl<M: RingMem> Rings<M> {
     /// it). The caller must make that call before it waits or stops reading.
     #[inline]
     pub fn take_more(&mut self, buf: &mut [u8]) -> usize {
-        if self.broken.is_some() {
-            return 0;
-        }
         let n = buf.len().min(self.rx_avail as usize);
-        if n == 0 {
+        let Some(n) = self.take_known(&mut buf[..n]) else {
             return 0;
-        }
-        let h = self.mem.header();
-        copy_in(
-            &self.mem,
-            h,
-            self.rx_at,
-            self.rx,
-            self.rx_cons,
-            &mut buf[..n],
-        );
-        // n <= rx_avail <= size, so the cast is exact.
-        self.rx_cons = self.rx_cons.wrapping_add(n as u32);
-        self.rx_avail -= n as u32;
-        self.rx_pub = self.rx_cons;
-        h.store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
+        };
+        self.publish_dirs(NOTIFY_READ);
         n
     }
 
@@ -476,19 +460,11 @@ impl<M: RingMem> Rings<M> {
     /// call before it waits or stops writing.
     #[inline]
     pub fn put_more(&mut self, data: &[u8]) -> usize {
-        if self.broken.is_some() {
-            return 0;
-        }
         let n = data.len().min(self.tx_avail as usize);
-        if n == 0 {
+        let Some(n) = self.put_known(&data[..n]) else {
             return 0;
-        }
-        let h = self.mem.header();
-        copy_out(&self.mem, h, self.tx_at, self.tx, self.tx_prod, &data[..n]);
-        self.tx_prod = self.tx_prod.wrapping_add(n as u32);
-        self.tx_avail -= n as u32;
-        self.tx_pub = self.tx_prod;
-        h.store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
+        };
+        self.publish_dirs(NOTIFY_WRITE);
         n
     }
 
@@ -538,8 +514,7 @@ impl<M: RingMem> Rings<M> {
         self.rx_cons = self.rx_cons.wrapping_add(n as u32);
         self.rx_avail -= n as u32;
         if self.rx_cons.wrapping_sub(self.rx_pub) > self.lag {
-            self.rx_pub = self.rx_cons;
-            h.store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
+            store_index(h, self.off.rx_cons, self.rx_cons, &mut self.rx_pub);
         }
         Some(n)
     }
@@ -577,8 +552,7 @@ impl<M: RingMem> Rings<M> {
         // n <= ready <= size, so the cast is exact.
         self.rx_cons = self.rx_cons.wrapping_add(n as u32);
         self.rx_avail = ready - n as u32;
-        self.rx_pub = self.rx_cons;
-        h.store_u32(self.off.rx_cons, self.rx_cons, Ordering::Release);
+        store_index(h, self.off.rx_cons, self.rx_cons, &mut self.rx_pub);
         Ok(Some((n, h)))
     }
 
@@ -629,8 +603,7 @@ impl<M: RingMem> Rings<M> {
         self.tx_prod = self.tx_prod.wrapping_add(n as u32);
         self.tx_avail -= n as u32;
         if self.tx_prod.wrapping_sub(self.tx_pub) > self.lag {
-            self.tx_pub = self.tx_prod;
-            h.store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
+            store_index(h, self.off.tx_prod, self.tx_prod, &mut self.tx_pub);
         }
         Some(n)
     }
@@ -664,8 +637,7 @@ impl<M: RingMem> Rings<M> {
         copy_out(&self.mem, h, self.tx_at, self.tx, self.tx_prod, &data[..n]);
         self.tx_prod = self.tx_prod.wrapping_add(n as u32);
         self.tx_avail = space - n as u32;
-        self.tx_pub = self.tx_prod;
-        h.store_u32(self.off.tx_prod, self.tx_prod, Ordering::Release);
+        store_index(h, self.off.tx_prod, self.tx_prod, &mut self.tx_pub);
         Ok(Some((n, h)))
     }
 
@@ -693,6 +665,14 @@ impl<M: RingMem> Rings<M> {
             peer_live: h.load_u8(self.off.peer_live, Ordering::Relaxed),
         }
     }
+}
+
+/// Stores one of our indices (`value`) at header offset `off` with release order (the
+/// `xen_wmb` before an index update) and records it as the last published value.
+#[inline(always)]
+fn store_index(h: SharedMem<'_, Writable>, off: usize, value: u32, published: &mut u32) {
+    *published = value;
+    h.store_u32(off, value, Ordering::Release);
 }
 
 /// [`Rings::send_notify`] on a header view the caller holds, with our notify byte at `own`.

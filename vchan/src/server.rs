@@ -141,17 +141,11 @@ impl<G: Grantor> RingMem for ServerMem<G> {
     }
     #[inline]
     fn rx_in_page(&self) -> Option<usize> {
-        match self.layout.left.place {
-            Place::InPage(off) => Some(off),
-            Place::Pages { .. } => None,
-        }
+        self.layout.left.in_page()
     }
     #[inline]
     fn tx_in_page(&self) -> Option<usize> {
-        match self.layout.right.place {
-            Place::InPage(off) => Some(off),
-            Place::Pages { .. } => None,
-        }
+        self.layout.right.in_page()
     }
 }
 
