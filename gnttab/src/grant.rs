@@ -11,6 +11,22 @@
 //!
 //! There is no way to ask "is it still mapped?" (XSA-396): the only question is the
 //! end-access itself, which either ends the grant atomically or fails.
+//!
+//! # Why safe code cannot get a page back without a successful end-access
+//!
+//! * The raw operations ([`Grantor::grant_page`], [`Grantor::try_end`],
+//!   [`Grantor::finish_end`]) are `unsafe fn`s of an `unsafe trait`. A safe program can neither
+//!   call them nor implement [`Grantor`] (an implementation needs `unsafe impl`), so the only
+//!   raw grant records (`G::Grant`) that exist are the ones inside a [`Granted`] or inside a
+//!   platform's [`ReclaimQueue`]; neither hands one out.
+//! * [`ReclaimQueue`] has no public way in or out: [`Granted`]'s drop puts a grant in, and
+//!   [`Grantor::reclaim`] takes one out only after its end succeeded.
+//! * Every step that can unwind holds the grant where the unwind puts it back in the reclaim
+//!   queue: [`Granted::end_access`] asks the platform with the grant still inside the
+//!   `Granted` (whose drop queues it), and [`Grantor::reclaim`] keeps the grants it is working
+//!   on in a guard that returns them to the queue. A panic in a platform call never drops a
+//!   live grant with its page.
+#![allow(unsafe_code)] // The `unsafe` raw methods of `Grantor`: declared here, called with their argument.
 
 use crate::abi::{Domid, Frame, GrantRef};
 use crate::access::{Access, ReadOnly, Writable};
@@ -34,13 +50,33 @@ pub trait Page: Send + 'static {
 
 /// The granting half of a platform: allocates pages, grants them, ends grants.
 ///
-/// Drivers use it through [`Granted`]; they never call `grant_page` or `try_end` themselves.
-/// See the crate documentation for how the simulator, a unikernel and Linux's
-/// `/dev/xen/gntalloc` implement it.
+/// Drivers are generic over it and use it only through [`Granted`] and
+/// [`reclaim`](Grantor::reclaim); the raw operations are `unsafe` and only this crate's
+/// typestate calls them. See the crate documentation for how the simulator, a unikernel and
+/// Linux's `/dev/xen/gntalloc` implement it.
 ///
 /// A `Grantor` is a cheap handle (clone it freely): every clone shares one table, one ref
 /// allocator and one reclaim queue.
-pub trait Grantor: Clone + Send + Sync + 'static {
+///
+/// # Safety
+///
+/// An implementation is trusted by [`Granted`] to keep invariants 1 and 2. It must:
+///
+/// * grant in [`grant_page`](Grantor::grant_page) only the page it was given, under a grant
+///   reference no other live grant of this platform uses, to exactly the peer and access asked
+///   for; on failure hand the page back untouched and leave nothing granted; never unwind
+///   after the grant became visible to the hypervisor (the page would be dropped while
+///   granted);
+/// * in [`try_end`](Grantor::try_end) return `true` only if, at that instant, no peer holds a
+///   mapping or copy of the grant and no later map or copy can succeed (Xen's end-access
+///   compare-and-swap); `true` again for a grant already ended; `false` otherwise, leaving the
+///   grant live and untouched;
+/// * in [`finish_end`](Grantor::finish_end) turn an ended grant into what the caller gets
+///   back, freeing its reference for reuse only then;
+/// * return from [`grant_mem`](Grantor::grant_mem) a view of exactly the granted memory;
+/// * return the same [`ReclaimQueue`] from every clone, and keep the provided
+///   [`reclaim`](Grantor::reclaim) (do not override it).
+pub unsafe trait Grantor: Clone + Send + Sync + 'static {
     /// A private page.
     type Page: Page;
     /// The platform's record of one live grant: its ref and its memory.
@@ -55,56 +91,84 @@ pub trait Grantor: Clone + Send + Sync + 'static {
     fn alloc_page(&self) -> Result<Self::Page, GrantError>;
     /// Grants `page` to `peer`. On failure the page comes back untouched.
     ///
-    /// Only [`Granted`] can call this (it alone can make the [`Typestate`] token), so a raw
-    /// grant record never escapes the typestate.
-    fn grant_page(
+    /// # Safety
+    ///
+    /// Only the typestate calls this: the caller must keep the returned grant in a [`Granted`]
+    /// (or the reclaim queue) until [`try_end`](Grantor::try_end) returned `true` for it, and
+    /// never drop it before.
+    unsafe fn grant_page(
         &self,
         page: Self::Page,
         peer: Domid,
         readonly: bool,
-        token: &Typestate,
     ) -> Result<Self::Grant, (Self::Page, GrantError)>;
     /// The reference of a live grant.
     fn grant_ref(grant: &Self::Grant) -> GrantRef;
     /// The memory of a live grant (the peer may be using it).
     fn grant_mem(grant: &Self::Grant) -> SharedMem<'_, Writable>;
-    /// Ends a grant if no peer has it pinned; otherwise gives it back.
+    /// Tries to end a grant: `true` if no peer had it pinned and no new pin can be taken
+    /// (the grant is ended), `false` if the peer still uses it (nothing changed).
     ///
-    /// Only this crate's typestate can call it (see [`Typestate`]).
-    fn try_end(&self, grant: Self::Grant, token: &Typestate) -> Result<Self::Ended, Self::Grant>;
+    /// # Safety
+    ///
+    /// `grant` must have been made by this grantor (or a clone of it).
+    unsafe fn try_end(&self, grant: &mut Self::Grant) -> bool;
+    /// What an ended grant gives back (the page, or the platform's token).
+    ///
+    /// # Safety
+    ///
+    /// [`try_end`](Grantor::try_end) must have returned `true` for `grant`.
+    unsafe fn finish_end(&self, grant: Self::Grant) -> Self::Ended;
     /// Where grants that could not be ended wait.
     fn reclaim_queue(&self) -> &ReclaimQueue<Self::Grant>;
 
     /// Retries every grant in the reclaim queue; those that end are returned, the others stay.
     ///
     /// Drivers call this from their poll loop (or a platform timer does); a grant leaves the
-    /// queue only through a successful end.
+    /// queue only through a successful end. If a platform call panics, every grant not yet
+    /// ended is back in the queue before the panic goes on.
     fn reclaim(&self) -> Reclaimed<Self::Ended> {
         let q = self.reclaim_queue();
-        let pending = q.take_all();
+        let mut work = PutBack {
+            queue: q,
+            grants: q.take_all(),
+        };
         let mut ended = Vec::new();
         let mut still_busy = 0;
-        for g in pending {
-            match self.try_end(g, &Typestate(())) {
-                Ok(e) => ended.push(e),
-                Err(g) => {
-                    still_busy += 1;
-                    q.push_back(g);
+        let mut i = 0;
+        while i < work.grants.len() {
+            // SAFETY: every grant in this grantor's queue was made by it (only `Granted`'s
+            // drop and this loop put grants there).
+            if unsafe { self.try_end(&mut work.grants[i]) } {
+                if let Some(grant) = work.grants.remove(i) {
+                    // SAFETY: `try_end` just returned true for this grant.
+                    ended.push(unsafe { self.finish_end(grant) });
                 }
+            } else {
+                still_busy += 1;
+                i += 1;
             }
         }
         q.note_reclaimed(ended.len());
+        drop(work);
         Reclaimed { ended, still_busy }
     }
 }
 
-/// Proof that a call comes from this crate's typestate ([`Granted`], [`Grantor::reclaim`]).
-///
-/// [`Grantor::grant_page`] and [`Grantor::try_end`] take one. Platforms implement those
-/// methods but cannot make the token, so drivers cannot call them and get hold of a raw grant
-/// record that could be dropped, with its page, while the peer still maps it.
-#[derive(Debug)]
-pub struct Typestate(());
+/// The grants a [`Grantor::reclaim`] pass is working on: whatever is left when it goes out of
+/// scope, normally or by unwinding, goes back to the queue.
+struct PutBack<'a, T> {
+    queue: &'a ReclaimQueue<T>,
+    grants: VecDeque<T>,
+}
+
+impl<T> Drop for PutBack<'_, T> {
+    fn drop(&mut self) {
+        for grant in self.grants.drain(..) {
+            self.queue.push_back(grant);
+        }
+    }
+}
 
 /// What one [`Grantor::reclaim`] pass did.
 #[derive(Debug)]
@@ -156,8 +220,8 @@ impl<T> ReclaimQueue<T> {
         Self::default()
     }
 
-    /// Queues a grant that must not be reused yet.
-    pub fn push(&self, grant: T) {
+    /// Queues a grant that must not be reused yet (a [`Granted`] dropped while live).
+    pub(crate) fn push(&self, grant: T) {
         let mut g = self.inner.lock();
         g.0.push_back(grant);
         g.1.queued_total += 1;
@@ -254,7 +318,9 @@ impl<G: Grantor, A: Access> Granted<G, A> {
         if !peer.is_real() {
             return Err((page, GrantError::InvalidDomain(peer)));
         }
-        let grant = grantor.grant_page(page, peer, A::READONLY, &Typestate(()))?;
+        // SAFETY: the grant goes straight into a `Granted`, which gives it up only to a
+        // `try_end` that returned true (`end_access`) or to the reclaim queue (drop).
+        let grant = unsafe { grantor.grant_page(page, peer, A::READONLY) }?;
         Ok(Self::from_grant(grantor.clone(), grant, peer))
     }
 
@@ -301,15 +367,20 @@ impl<G: Grantor, A: Access> Granted<G, A> {
     /// later map or copy can succeed, and the page (or the platform's token) comes back.
     /// Otherwise the grant comes back, still live.
     pub fn end_access(mut self) -> Result<G::Ended, StillInUse<G, A>> {
-        let Some(grant) = self.grant.take() else {
+        let Some(grant) = self.grant.as_mut() else {
             unreachable!("a Granted always holds its grant until consumed")
         };
-        match self.grantor.try_end(grant, &Typestate(())) {
-            Ok(ended) => Ok(ended),
-            Err(grant) => {
-                self.grant = Some(grant);
-                Err(StillInUse(self))
-            }
+        // SAFETY: the grant was made by `self.grantor` (`new`). It stays inside `self` while
+        // the platform looks at it, so an unwind from `try_end` drops `self`, whose `Drop`
+        // queues the grant for reclaim: it is never dropped live.
+        if unsafe { self.grantor.try_end(grant) } {
+            let Some(grant) = self.grant.take() else {
+                unreachable!("a Granted always holds its grant until consumed")
+            };
+            // SAFETY: `try_end` returned true for this grant just now.
+            Ok(unsafe { self.grantor.finish_end(grant) })
+        } else {
+            Err(StillInUse(self))
         }
     }
 

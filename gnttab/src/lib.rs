@@ -17,6 +17,29 @@
 //! * [`ForeignMapper`], [`ForeignMap`]: the backend side (maps and grant copy).
 //! * [`local`]: a hypervisor-less platform for examples and unit tests.
 //!
+//! # Why a safe program cannot get around the typestate
+//!
+//! The platform traits [`Grantor`], [`ForeignMapper`] and [`TablePlatform`] are `unsafe trait`s
+//! whose raw operations (make and end a grant, map and unmap, reach the grant table, a
+//! writable view of a mapping) are `unsafe fn`s with written contracts. Drivers are generic
+//! over the traits but cannot implement them (that takes `unsafe impl`) nor call the raw
+//! operations (that takes `unsafe`). So, in safe code:
+//!
+//! * a page comes back only from [`Granted::end_access`] or [`Grantor::reclaim`], after the
+//!   platform's end-access succeeded: no raw grant record exists outside a [`Granted`] or a
+//!   [`ReclaimQueue`], and neither hands one out (invariants 1 and 2);
+//! * the grant table cannot be written: its view comes only from the `unsafe`
+//!   [`TablePlatform::table`], so no pin can be cleared and no entry written for a ref the
+//!   allocator did not hand out;
+//! * a read-only grant or mapping has no writable view: [`ForeignMapper::mapping_mem`] is
+//!   read-only, and only a `ForeignMap<_, Writable>` reaches the writable one (invariant 3);
+//! * a panic in a platform call never drops a live grant: the typestate holds it where the
+//!   unwind returns it to the reclaim queue (`tests/unwind.rs`);
+//! * a grant reference is owned by one allocator, whose 64-bit id never wraps ([`refs`]).
+//!
+//! The platform crates (`xen-sim`, `xen-linux`, this crate's [`GrantTable`] and [`local`])
+//! are the only implementations, each with the `// SAFETY:` argument of its contract.
+//!
 //! # Platforms
 //!
 //! Drivers are generic over [`Grantor`] (frontends) and [`ForeignMapper`] (backends). Three
@@ -78,8 +101,7 @@ pub use access::{Access, ReadOnly, Writable};
 pub use error::GrantError;
 pub use foreign::{ForeignMap, ForeignMapper, ForeignRef};
 pub use grant::{
-    Granted, GrantedRo, GrantedRw, Grantor, Page, ReclaimQueue, ReclaimStats, Reclaimed,
-    StillInUse, Typestate,
+    Granted, GrantedRo, GrantedRw, Grantor, Page, ReclaimQueue, ReclaimStats, Reclaimed, StillInUse,
 };
 pub use refs::{OwnedRef, RefAllocator};
 pub use shared::{SharedMem, SharedRegion, SharedSlots, SlotLayout};

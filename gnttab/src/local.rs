@@ -3,6 +3,7 @@
 //! For examples and drivers' unit tests. Nothing maps its grants unless a test pins entries
 //! itself with [`crate::v1::hypervisor`] (see [`LocalTable::peer_pin`]); the simulator
 //! (`xen-sim`) is the faithful host for everything else.
+#![allow(unsafe_code)] // `unsafe impl TablePlatform` and the local peer's pins on its table.
 
 use crate::abi::{Domid, Frame, GntStatus, GrantRef, PAGE_SIZE};
 use crate::access::Writable;
@@ -47,7 +48,10 @@ pub struct LocalPlatform {
     next_frame: AtomicU64,
 }
 
-impl TablePlatform for LocalPlatform {
+// SAFETY: the table is a region this platform allocated and never hands out (only the
+// `GrantTable` over it and the local peer's pins below reach it); pages are fresh heap
+// regions, each with its own made-up frame number (a counter), so no two pages share a frame.
+unsafe impl TablePlatform for LocalPlatform {
     type Page = HeapPage;
     fn domid(&self) -> Domid {
         self.domid
@@ -57,7 +61,7 @@ impl TablePlatform for LocalPlatform {
             self.next_frame.fetch_add(1, Ordering::Relaxed),
         )))
     }
-    fn table(&self) -> SharedMem<'_, Writable> {
+    unsafe fn table(&self) -> SharedMem<'_, Writable> {
         self.table.mem()
     }
 }
@@ -78,11 +82,20 @@ impl GrantTable<LocalPlatform> {
     /// Pins `gref` as `peer` would with a map (Xen's `_set_status_v1`), for tests that need a
     /// busy grant without a simulator.
     pub fn peer_pin(&self, gref: GrantRef, peer: Domid, readonly: bool) -> Result<(), GntStatus> {
-        v1::hypervisor::set_status(self.platform().table(), gref, peer.0, readonly, true, false)
+        // SAFETY: this platform plays the hypervisor for its own table: a pin is what Xen's
+        // map does to the entry.
+        let table = unsafe { self.platform().table() };
+        v1::hypervisor::set_status(table, gref, peer.0, readonly, true, false)
     }
 
-    /// Drops every pin `peer_pin` took on `gref`.
+    /// Drops every pin `peer_pin` took on `gref`: the local peer unmaps.
+    ///
+    /// Nothing outside this process can map a local table's grants (no hypervisor reads it),
+    /// so the only pins on its entries are the ones `peer_pin` took for the simulated peer.
     pub fn peer_unpin(&self, gref: GrantRef) {
-        v1::hypervisor::reduce_status(self.platform().table(), gref, true, true)
+        // SAFETY: as in `peer_pin`: the local peer's unmap (Xen's `reduce_status_for_pin`),
+        // and no other party holds a pin on this table.
+        let table = unsafe { self.platform().table() };
+        v1::hypervisor::reduce_status(table, gref, true, true)
     }
 }

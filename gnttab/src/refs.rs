@@ -4,18 +4,21 @@
 //! xenstore) are never handed out. A ref leaves the allocator as an [`OwnedRef`], which is not
 //! `Copy` or `Clone` and goes back only by value: a ref cannot be freed twice, nor while a grant
 //! made with it is still live (the grant owns it until its end-access succeeds). Each ref
-//! remembers which allocator it came from, and no other allocator takes it.
+//! remembers which allocator it came from, and no other allocator takes it: allocator ids are
+//! 64-bit and never wrap (the counter refuses to go past its last value, which at one
+//! allocator a nanosecond would take five centuries to reach), so no two allocators of one
+//! process share an id.
 
 use crate::abi::{GrantRef, NR_RESERVED_ENTRIES};
 use crate::error::GrantError;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
+
 
 /// A grant reference owned by whoever holds this value. Not `Copy`, not `Clone`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct OwnedRef {
     gref: GrantRef,
-    owner: u32,
+    owner: u64,
 }
 
 impl OwnedRef {
@@ -30,10 +33,27 @@ impl OwnedRef {
 pub struct RefAllocator {
     free: Vec<u32>,
     capacity: u32,
-    id: u32,
+    id: u64,
 }
 
-static NEXT_ALLOCATOR: AtomicU32 = AtomicU32::new(1);
+/// The next allocator id. A lock rather than an `AtomicU64`: not every `no_std` target has
+/// 64-bit atomics, and an allocator is made once per grant table.
+static NEXT_ALLOCATOR: spin::Mutex<u64> = spin::Mutex::new(1);
+
+/// A fresh allocator id, never one handed out before.
+fn next_id() -> u64 {
+    take_id(&mut NEXT_ALLOCATOR.lock())
+}
+
+/// Takes the id `next` holds and advances it; refuses (panics) rather than wrap and hand an
+/// id out twice. Five centuries at one allocator a nanosecond: a panic no peer can cause.
+fn take_id(next: &mut u64) -> u64 {
+    let id = *next;
+    *next = id
+        .checked_add(1)
+        .expect("grant-ref allocator ids exhausted (2^64 allocators made)");
+    id
+}
 
 impl RefAllocator {
     /// An allocator for refs `8..capacity`.
@@ -42,7 +62,7 @@ impl RefAllocator {
         let free = (NR_RESERVED_ENTRIES..capacity.max(NR_RESERVED_ENTRIES))
             .rev()
             .collect();
-        let id = NEXT_ALLOCATOR.fetch_add(1, Ordering::Relaxed);
+        let id = next_id();
         RefAllocator { free, capacity, id }
     }
 
@@ -109,6 +129,33 @@ mod tests {
         assert_eq!(a.alloc_many(9), Err(GrantError::NoFreeRefs));
         assert_eq!(a.available(), 8, "a failed alloc_many takes nothing");
         assert_eq!(a.alloc_many(8).unwrap().len(), 8);
+    }
+
+    #[test]
+    fn allocator_ids_do_not_wrap() {
+        // Past 2^32 allocators (where a 32-bit id wrapped and two allocators shared one),
+        // every id is still new and a ref is still refused by the other allocator.
+        {
+            let mut next = NEXT_ALLOCATOR.lock();
+            *next = (*next).max(u64::from(u32::MAX));
+        }
+        let mut a = RefAllocator::new(16);
+        let mut b = RefAllocator::new(16);
+        assert!(a.id > u64::from(u32::MAX) - 1 && b.id > a.id);
+        assert_ne!(a.id as u32, 0, "sanity: the test is past the 32-bit range");
+        let r = a.alloc().unwrap();
+        let r = b.free(r).unwrap_err();
+        assert!(a.free(r).is_ok());
+    }
+
+    #[test]
+    fn the_id_counter_refuses_to_wrap() {
+        let mut next = u64::from(u32::MAX);
+        assert_eq!(take_id(&mut next), u64::from(u32::MAX));
+        assert_eq!(take_id(&mut next), 1 << 32, "past 2^32, not back to 0");
+        let mut last = u64::MAX;
+        let r = std::panic::catch_unwind(move || take_id(&mut last));
+        assert!(r.is_err(), "the last id is never handed out to wrap");
     }
 
     #[test]

@@ -4,11 +4,16 @@
 //! It writes entries with the v1 protocol ([`crate::v1`]), allocates refs from a
 //! [`RefAllocator`], and ends grants with the compare-and-swap of [`crate::v1::try_end_access`]:
 //! the page comes back only when that succeeds.
+//!
+//! The table's memory is reached only through [`TablePlatform::table`], an `unsafe fn`: no
+//! safe program gets a view of the table, so none can clear a peer's `GTF_reading` /
+//! `GTF_writing` or write an entry for a ref the allocator never handed out.
+#![allow(unsafe_code)] // `unsafe impl Grantor` and the calls of `TablePlatform::table`.
 
 use crate::abi::{Domid, GrantRef};
 use crate::access::Writable;
 use crate::error::GrantError;
-use crate::grant::{Grantor, Page, ReclaimQueue, Typestate};
+use crate::grant::{Grantor, Page, ReclaimQueue};
 use crate::refs::{OwnedRef, RefAllocator};
 use crate::shared::SharedMem;
 use crate::v1;
@@ -16,7 +21,16 @@ use alloc::sync::Arc;
 use core::fmt;
 
 /// What a platform with its own grant table provides.
-pub trait TablePlatform: Send + Sync + 'static {
+///
+/// # Safety
+///
+/// [`GrantTable`] trusts it to keep invariants 1 and 2: [`table`](TablePlatform::table)
+/// returns, every time, the memory of this domain's v1 grant table exactly as the hypervisor
+/// reads it (its length a multiple of 8 bytes), which nothing but the [`GrantTable`] made over
+/// this platform writes on the guest's side; [`alloc_page`](TablePlatform::alloc_page) returns
+/// pages of this domain's own memory, not in use elsewhere, whose
+/// [`frame`](Page::frame) is the frame the hypervisor maps for that entry.
+pub unsafe trait TablePlatform: Send + Sync + 'static {
     /// The platform's page type.
     type Page: Page;
     /// This domain's id.
@@ -24,7 +38,13 @@ pub trait TablePlatform: Send + Sync + 'static {
     /// A fresh, zeroed page.
     fn alloc_page(&self) -> Result<Self::Page, GrantError>;
     /// The grant table (all its frames, contiguous), shared with the hypervisor.
-    fn table(&self) -> SharedMem<'_, Writable>;
+    ///
+    /// # Safety
+    ///
+    /// Only the [`GrantTable`] over this platform may call it, and use the view only for the
+    /// v1 guest protocol ([`v1::write_entry`] on refs its allocator handed out,
+    /// [`v1::try_end_access`], reads). Anything else could unpin a grant the peer still maps.
+    unsafe fn table(&self) -> SharedMem<'_, Writable>;
 }
 
 /// A live grant of a [`GrantTable`]: the page and the ref it is granted under.
@@ -73,7 +93,8 @@ impl<P: TablePlatform> fmt::Debug for GrantTable<P> {
 impl<P: TablePlatform> GrantTable<P> {
     /// A table over `platform`'s frames; refs 8.. up to the table's capacity are allocatable.
     pub fn new(platform: P) -> Self {
-        let cap = v1::capacity(platform.table());
+        // SAFETY: this is the table's own use of its memory: only its length is read.
+        let cap = v1::capacity(unsafe { platform.table() });
         GrantTable {
             inner: Arc::new(Inner {
                 platform,
@@ -94,7 +115,13 @@ impl<P: TablePlatform> GrantTable<P> {
     }
 }
 
-impl<P: TablePlatform> Grantor for GrantTable<P> {
+// SAFETY: `grant_page` writes an entry only under a ref just taken from this table's own
+// allocator (unique among live grants) for the page it was given, and hands the page back
+// untouched on failure (nothing written before both checks passed); `try_end` is v1's
+// end-access compare-and-swap, which succeeds only with no pin set and leaves an entry no map
+// or copy can take (true again for an entry already ended); `finish_end` frees the ref only
+// after it; `grant_mem` is the granted page; the queue lives in the shared `Inner`.
+unsafe impl<P: TablePlatform> Grantor for GrantTable<P> {
     type Page = P::Page;
     type Grant = TableGrant<P::Page>;
     type Ended = P::Page;
@@ -107,12 +134,11 @@ impl<P: TablePlatform> Grantor for GrantTable<P> {
         self.inner.platform.alloc_page()
     }
 
-    fn grant_page(
+    unsafe fn grant_page(
         &self,
         page: P::Page,
         peer: Domid,
         readonly: bool,
-        _: &Typestate,
     ) -> Result<Self::Grant, (P::Page, GrantError)> {
         let frame = page.frame().0;
         let Ok(frame32) = u32::try_from(frame) else {
@@ -123,7 +149,8 @@ impl<P: TablePlatform> Grantor for GrantTable<P> {
             Err(e) => return Err((page, e)),
         };
         v1::write_entry(
-            self.inner.platform.table(),
+            // SAFETY: the table's own use: an entry for a ref its allocator just handed out.
+            unsafe { self.inner.platform.table() },
             gref.gref(),
             peer.0,
             frame32,
@@ -140,15 +167,17 @@ impl<P: TablePlatform> Grantor for GrantTable<P> {
         grant.page.mem()
     }
 
-    fn try_end(&self, grant: Self::Grant, _: &Typestate) -> Result<P::Page, Self::Grant> {
-        if v1::try_end_access(self.inner.platform.table(), grant.gref.gref()) {
-            let TableGrant { page, gref } = grant;
-            // The ref came from this table's allocator: freeing it cannot fail.
-            let _ = self.inner.refs.lock().free(gref);
-            Ok(page)
-        } else {
-            Err(grant)
-        }
+    unsafe fn try_end(&self, grant: &mut Self::Grant) -> bool {
+        // SAFETY: the table's own use: the end-access compare-and-swap of a live grant's ref.
+        v1::try_end_access(unsafe { self.inner.platform.table() }, grant.gref.gref())
+    }
+
+    unsafe fn finish_end(&self, grant: Self::Grant) -> P::Page {
+        let TableGrant { page, gref } = grant;
+        // The ref came from this table's allocator (the caller's contract): freeing it cannot
+        // fail, and a ref handed back by `free` is simply not reused.
+        let _ = self.inner.refs.lock().free(gref);
+        page
     }
 
     fn reclaim_queue(&self) -> &ReclaimQueue<Self::Grant> {

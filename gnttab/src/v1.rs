@@ -2,9 +2,15 @@
 //!
 //! The guest half ([`write_entry`], [`try_end_access`]) is what a granting domain does to its
 //! own table; [`crate::GrantTable`] uses it on every platform where the guest owns its table
-//! (a unikernel with hypercalls, the simulator). The hypervisor half ([`hypervisor`]) is Xen's
-//! `_set_status_v1` / `reduce_status_for_pin` logic; the simulator runs it for foreign maps and
-//! copies, and the loom model races it against [`try_end_access`].
+//! (a unikernel with hypercalls, the simulator). The hypervisor half (`hypervisor`, public
+//! with the `hypervisor` feature) is Xen's `_set_status_v1` / `reduce_status_for_pin` logic;
+//! the simulator runs it for foreign maps and copies, and the loom model races it against
+//! [`try_end_access`].
+//!
+//! These functions act on whatever view they are given. On a real grant table that view
+//! comes only from [`crate::TablePlatform::table`], an `unsafe fn` reserved to
+//! [`crate::GrantTable`]: no safe program can clear a peer's pin or write an entry for a ref
+//! the allocator never handed out.
 //!
 //! All accesses to the first word of an entry (`flags` and `domid`) are 32-bit atomics. Xen
 //! itself compare-and-swaps that word as a whole (`union grant_combo`); the guest's end-access
@@ -83,7 +89,22 @@ pub fn try_end_access(table: SharedMem<'_>, gref: GrantRef) -> bool {
 }
 
 /// Xen's side of the v1 protocol, as `xen/common/grant_table.c` implements it.
+///
+/// The hypervisor's half, not a driver's: public only with the `hypervisor` feature, which the
+/// simulator (`xen-sim`) enables; the crate's own [`crate::local`] platform uses it to play
+/// the peer. Like the guest half it only acts on a view the caller already holds, and no safe
+/// program holds a view of a real grant table ([`crate::TablePlatform::table`] is `unsafe`).
+#[cfg(feature = "hypervisor")]
 pub mod hypervisor {
+    pub use super::xen::*;
+}
+
+#[cfg(not(feature = "hypervisor"))]
+pub(crate) mod hypervisor {
+    pub(crate) use super::xen::{reduce_status, set_status};
+}
+
+mod xen {
     use super::*;
 
     /// How many compare-and-swap attempts Xen makes before it calls an entry unstable.

@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use xen_gnttab::{
     Access, Domid, Frame, GrantError, GrantRef, Grantor, PAGE_SIZE, Page, ReclaimQueue, SharedMem,
-    SharedRegion, Typestate, Writable,
+    SharedRegion, Writable,
 };
 
 /// A private, page-aligned, zeroed page, not yet granted.
@@ -294,7 +294,14 @@ impl Gntalloc {
     }
 }
 
-impl Grantor for Gntalloc {
+// SAFETY: `grant_page` makes a fresh gntalloc grant (a new ref, to exactly `peer`, writable
+// only when asked) and fills it from the page, which it then drops (it was never granted);
+// on failure nothing was granted and the page comes back. Ending is the kernel's: after
+// `DEALLOC_GREF` + `munmap` the kernel ends the grant once the peer unmaps and never reuses
+// the page before, and `Released` gives userspace no way to touch that memory again, so
+// `try_end` may always answer true and `finish_end` hands back only the token.
+#[allow(unsafe_code)]
+unsafe impl Grantor for Gntalloc {
     type Page = PrivatePage;
     type Grant = GntallocGrant;
     type Ended = Released;
@@ -307,12 +314,11 @@ impl Grantor for Gntalloc {
         Ok(PrivatePage::new())
     }
 
-    fn grant_page(
+    unsafe fn grant_page(
         &self,
         page: PrivatePage,
         peer: Domid,
         readonly: bool,
-        _token: &Typestate,
     ) -> Result<GntallocGrant, (PrivatePage, GrantError)> {
         let grant = match self.alloc(peer, 1, !readonly) {
             Ok(g) => g,
@@ -337,13 +343,17 @@ impl Grantor for Gntalloc {
         grant.mem()
     }
 
-    fn try_end(&self, grant: GntallocGrant, _token: &Typestate) -> Result<Released, GntallocGrant> {
+    unsafe fn try_end(&self, _grant: &mut GntallocGrant) -> bool {
+        true
+    }
+
+    unsafe fn finish_end(&self, grant: GntallocGrant) -> Released {
         self.inner
             .indices
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&grant.grefs[0]);
-        Ok(grant.release())
+        grant.release()
     }
 
     fn reclaim_queue(&self) -> &ReclaimQueue<GntallocGrant> {

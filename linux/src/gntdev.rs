@@ -318,18 +318,28 @@ fn lock(maps: &Registry) -> std::sync::MutexGuard<'_, HashMap<usize, (u64, u32)>
     maps.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl ForeignMapper for Gntdev {
+// SAFETY: `map` maps exactly the one grant named (`MAP_GRANT_REF` + `mmap`, `PROT_READ` only
+// when read-only, so the kernel and Xen refuse writes to a read-only grant); the views borrow
+// the `RawMapping`, whose `mmap` lives until `unmap` consumes it; `mapping_mem` is read-only
+// and `mapping_mem_mut` is only called for writable maps (the trait's contract), so no store
+// reaches a `PROT_READ` page; copies are `GRANT_COPY` segments checked to stay in the page.
+#[allow(unsafe_code)]
+unsafe impl ForeignMapper for Gntdev {
     type Mapping = RawMapping;
 
-    fn map(&self, r: ForeignRef, readonly: bool) -> Result<RawMapping, GrantError> {
+    unsafe fn map(&self, r: ForeignRef, readonly: bool) -> Result<RawMapping, GrantError> {
         Ok(self.map_raw(r.domid, &[r.gref], !readonly)?)
     }
 
-    fn mapping_mem(m: &RawMapping) -> SharedMem<'_, Writable> {
+    fn mapping_mem(m: &RawMapping) -> SharedMem<'_, ReadOnly> {
         m.map().mem()
     }
 
-    fn unmap(&self, m: RawMapping) -> Result<(), GrantError> {
+    unsafe fn mapping_mem_mut(m: &RawMapping) -> SharedMem<'_, Writable> {
+        m.map().mem()
+    }
+
+    unsafe fn unmap(&self, m: RawMapping) -> Result<(), GrantError> {
         Ok(m.unmap()?)
     }
 

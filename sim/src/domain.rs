@@ -8,7 +8,7 @@ use xen_gnttab::foreign::check_copy;
 use xen_gnttab::v1::hypervisor;
 use xen_gnttab::{
     Domid, ForeignMapper, ForeignRef, Frame, GntStatus, GrantError, GrantRef, GrantTable,
-    PAGE_SIZE, Page, SharedMem, SharedRegion, TablePlatform, Writable,
+    PAGE_SIZE, Page, ReadOnly, SharedMem, SharedRegion, TablePlatform, Writable,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -83,7 +83,12 @@ pub struct SimPlatform {
     frames: Arc<FrameTable>,
 }
 
-impl TablePlatform for SimPlatform {
+// SAFETY: `table` is this domain's table region, which only the `GrantTable` over this
+// platform writes on the guest's side (the hypervisor paths below run Xen's half); pages come
+// from this domain's frame table, each under a frame number of its own, and the hypervisor
+// maps exactly the page registered under the entry's frame.
+#[allow(unsafe_code)]
+unsafe impl TablePlatform for SimPlatform {
     type Page = SimPage;
     fn domid(&self) -> Domid {
         self.domid
@@ -91,7 +96,7 @@ impl TablePlatform for SimPlatform {
     fn alloc_page(&self) -> Result<SimPage, GrantError> {
         Ok(self.frames.alloc())
     }
-    fn table(&self) -> SharedMem<'_, Writable> {
+    unsafe fn table(&self) -> SharedMem<'_, Writable> {
         self.table.mem()
     }
 }
@@ -394,6 +399,53 @@ impl std::fmt::Debug for SimMapping {
 }
 
 impl SimMapper {
+    /// Xen's map: pins `r` for this domain and tracks the mapping under a fresh handle.
+    pub(crate) fn map_pinned(
+        &self,
+        r: ForeignRef,
+        readonly: bool,
+    ) -> Result<SimMapping, GrantError> {
+        let granter = self.granter(r.domid, r.gref, "map")?;
+        let region = granter
+            .pin(self.me, r.gref, readonly, true)
+            .map_err(|status| GrantError::Hypervisor {
+                op: "map",
+                domid: r.domid,
+                gref: r.gref,
+                status,
+            })?;
+        granter.mapped.fetch_add(1, Ordering::Relaxed);
+        let handle = self.state.next_handle.fetch_add(1, Ordering::Relaxed);
+        let track = Track {
+            granter: r.domid,
+            gref: r.gref,
+            readonly,
+        };
+        lock(&self.state.maptrack).insert(handle, track);
+        Ok(SimMapping {
+            region,
+            handle,
+            track,
+        })
+    }
+
+    /// Xen's unmap: releases the pin tracked under the mapping's handle.
+    pub(crate) fn unmap_pinned(&self, m: SimMapping) -> Result<(), GrantError> {
+        let Some(track) = lock(&self.state.maptrack).remove(&m.handle) else {
+            // Already released (this domain was destroyed): nothing pinned any more.
+            return Err(GrantError::Hypervisor {
+                op: "unmap",
+                domid: m.track.granter,
+                gref: m.track.gref,
+                status: GntStatus::BadHandle,
+            });
+        };
+        if let Some(granter) = self.host.lookup(track.granter) {
+            granter.unpin(track.gref, track.readonly);
+        }
+        Ok(())
+    }
+
     fn granter(
         &self,
         domid: Domid,
@@ -438,52 +490,29 @@ impl SimMapper {
     }
 }
 
-impl ForeignMapper for SimMapper {
+// SAFETY: `map` pins exactly the named entry through Xen's `_set_status_v1` (which refuses a
+// writable pin of a read-only grant) and returns the granter's page region, kept alive by the
+// mapping's `Arc` until it is dropped; `mapping_mem` is a read-only view of it and
+// `mapping_mem_mut` is used only for writable pins (the trait's contract); `unmap` releases
+// the pin recorded under the mapping's handle; copies touch only the pinned page, within it.
+#[allow(unsafe_code)]
+unsafe impl ForeignMapper for SimMapper {
     type Mapping = SimMapping;
 
-    fn map(&self, r: ForeignRef, readonly: bool) -> Result<SimMapping, GrantError> {
-        let granter = self.granter(r.domid, r.gref, "map")?;
-        let region = granter
-            .pin(self.me, r.gref, readonly, true)
-            .map_err(|status| GrantError::Hypervisor {
-                op: "map",
-                domid: r.domid,
-                gref: r.gref,
-                status,
-            })?;
-        granter.mapped.fetch_add(1, Ordering::Relaxed);
-        let handle = self.state.next_handle.fetch_add(1, Ordering::Relaxed);
-        let track = Track {
-            granter: r.domid,
-            gref: r.gref,
-            readonly,
-        };
-        lock(&self.state.maptrack).insert(handle, track);
-        Ok(SimMapping {
-            region,
-            handle,
-            track,
-        })
+    unsafe fn map(&self, r: ForeignRef, readonly: bool) -> Result<SimMapping, GrantError> {
+        self.map_pinned(r, readonly)
     }
 
-    fn mapping_mem(m: &SimMapping) -> SharedMem<'_, Writable> {
+    fn mapping_mem(m: &SimMapping) -> SharedMem<'_, ReadOnly> {
+        m.read_only_mem()
+    }
+
+    unsafe fn mapping_mem_mut(m: &SimMapping) -> SharedMem<'_, Writable> {
         m.region.mem()
     }
 
-    fn unmap(&self, m: SimMapping) -> Result<(), GrantError> {
-        let Some(track) = lock(&self.state.maptrack).remove(&m.handle) else {
-            // Already released (this domain was destroyed): nothing pinned any more.
-            return Err(GrantError::Hypervisor {
-                op: "unmap",
-                domid: m.track.granter,
-                gref: m.track.gref,
-                status: GntStatus::BadHandle,
-            });
-        };
-        if let Some(granter) = self.host.lookup(track.granter) {
-            granter.unpin(track.gref, track.readonly);
-        }
-        Ok(())
+    unsafe fn unmap(&self, m: SimMapping) -> Result<(), GrantError> {
+        self.unmap_pinned(m)
     }
 
     fn copy_from_foreign(
@@ -507,6 +536,13 @@ impl ForeignMapper for SimMapper {
 }
 
 impl SimMapping {
+    pub(crate) fn read_only_mem(&self) -> SharedMem<'_, ReadOnly> {
+        self.region.mem().read_only()
+    }
+    /// The page, writable, for a writable pin only.
+    pub(crate) fn writable_mem(&self) -> Option<SharedMem<'_, Writable>> {
+        (!self.track.readonly).then(|| self.region.mem())
+    }
     pub(crate) fn granter(&self) -> Domid {
         self.track.granter
     }

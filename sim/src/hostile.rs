@@ -1,7 +1,7 @@
 //! Hostile peers: domains that map grants and do not let go, or write where they should not.
 
 use crate::domain::{SimMapper, SimMapping};
-use xen_gnttab::{Domid, ForeignMapper, ForeignRef, GrantError, GrantRef, SharedMem, Writable};
+use xen_gnttab::{Domid, ForeignRef, GrantError, GrantRef, ReadOnly, SharedMem, Writable};
 
 /// A mapping a hostile peer keeps: dropping it does **not** unmap (the pin stays, as with a
 /// backend that never unmaps). Only [`Hostile::release`] lets go.
@@ -11,9 +11,15 @@ pub struct HeldMapping {
 }
 
 impl HeldMapping {
-    /// The mapped page: a hostile peer reads and writes it at will.
+    /// The mapped page, writable: a hostile peer writes it at will. `None` for a read-only
+    /// mapping (the hypervisor gave no write access; see [`HeldMapping::read_only_mem`]).
     pub fn mem(&self) -> Option<SharedMem<'_, Writable>> {
-        self.mapping.as_ref().map(SimMapper::mapping_mem)
+        self.mapping.as_ref().and_then(SimMapping::writable_mem)
+    }
+
+    /// The mapped page, read-only (any held mapping can be read).
+    pub fn read_only_mem(&self) -> Option<SharedMem<'_, ReadOnly>> {
+        self.mapping.as_ref().map(SimMapping::read_only_mem)
     }
 
     /// Which grant is held.
@@ -49,7 +55,7 @@ impl Hostile {
         gref: GrantRef,
         readonly: bool,
     ) -> Result<HeldMapping, GrantError> {
-        let m = self.mapper.map(
+        let m = self.mapper.map_pinned(
             ForeignRef {
                 domid: granter,
                 gref,
@@ -62,7 +68,7 @@ impl Hostile {
     /// Lets go of a held mapping at last.
     pub fn release(&self, mut held: HeldMapping) -> Result<(), GrantError> {
         match held.mapping.take() {
-            Some(m) => self.mapper.unmap(m),
+            Some(m) => self.mapper.unmap_pinned(m),
             None => Ok(()),
         }
     }

@@ -133,35 +133,24 @@ fn maps_are_refused_for_the_wrong_domain_bad_refs_and_missing_domains() {
         back.domid(),
     )
     .unwrap();
-    let e = other
-        .mapper()
-        .map(fref(&front, g.gref()), true)
-        .unwrap_err();
+    let e = ForeignMap::<_, ReadOnly>::map(other.mapper(), fref(&front, g.gref())).unwrap_err();
     assert_eq!(
         status(e),
         GntStatus::GeneralError,
         "granted to backend, not to other"
     );
-    let e = back
-        .mapper()
-        .map(fref(&front, GrantRef(64)), true)
-        .unwrap_err();
+    let e = ForeignMap::<_, ReadOnly>::map(back.mapper(), fref(&front, GrantRef(64))).unwrap_err();
     assert_eq!(status(e), GntStatus::BadGntref, "beyond the table");
-    let e = back
-        .mapper()
-        .map(fref(&front, GrantRef(3)), true)
-        .unwrap_err();
+    let e = ForeignMap::<_, ReadOnly>::map(back.mapper(), fref(&front, GrantRef(3))).unwrap_err();
     assert_eq!(status(e), GntStatus::GeneralError, "an invalid entry");
-    let e = back
-        .mapper()
-        .map(
-            ForeignRef {
-                domid: Domid(77),
-                gref: g.gref(),
-            },
-            true,
-        )
-        .unwrap_err();
+    let e = ForeignMap::<_, ReadOnly>::map(
+        back.mapper(),
+        ForeignRef {
+            domid: Domid(77),
+            gref: g.gref(),
+        },
+    )
+    .unwrap_err();
     assert_eq!(status(e), GntStatus::BadDomain);
     let (_, bad) = Granted::<_, Writable>::new(
         front.grants(),
@@ -407,10 +396,7 @@ fn destroying_the_mapping_domain_releases_its_pins() {
     assert!(host.destroy_domain(back.domid()));
     g.end_access()
         .expect("Xen released the dead domain's mappings");
-    let e = back
-        .mapper()
-        .map(fref(&front, GrantRef(8)), true)
-        .unwrap_err();
+    let e = ForeignMap::<_, ReadOnly>::map(back.mapper(), fref(&front, GrantRef(8))).unwrap_err();
     assert_eq!(status(e), GntStatus::BadDomain);
     drop(held);
 }

@@ -180,7 +180,7 @@ fn demo() -> Result<(), String> {
         frame.0
     );
     let mut seen = [0u8; 10];
-    held.mem()
+    held.read_only_mem()
         .ok_or("held mapping lost")?
         .read_bytes(0, &mut seen);
     ensure(
