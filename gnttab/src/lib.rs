@@ -47,7 +47,7 @@
 //!
 //! * **Simulator** (`xen-sim`): each simulated domain has a grant table in host memory and
 //!   implements [`TablePlatform`], so its grants are a [`GrantTable`]; the host runs Xen's
-//!   `_set_status_v1` ([`v1::hypervisor`]) on that table when another domain maps or copies.
+//!   `_set_status_v1` (`v1::hypervisor`, public with the `hypervisor` feature) on that table when another domain maps or copies.
 //!   `Ended` is the page itself.
 //! * **Unikernel with hypercalls**: the guest sets up its table with `GNTTABOP_setup_table`,
 //!   maps its frames and implements [`TablePlatform`] over them (pages are its own memory,

@@ -1,7 +1,7 @@
 //! A self-contained platform with no hypervisor: pages on the heap, a grant table in memory.
 //!
 //! For examples and drivers' unit tests. Nothing maps its grants unless a test pins entries
-//! itself with [`crate::v1::hypervisor`] (see [`LocalTable::peer_pin`]); the simulator
+//! itself with Xen's half of the v1 protocol (see [`LocalTable::peer_pin`]); the simulator
 //! (`xen-sim`) is the faithful host for everything else.
 #![allow(unsafe_code)] // `unsafe impl TablePlatform` and the local peer's pins on its table.
 
