@@ -1,6 +1,11 @@
 // DESIGN invariant 4: what a request uses (grants, buffers) is owned by the ring until its
-// response is consumed. The caller cannot keep a borrow of the buffer across the submit and
-// refill it while the backend may still be reading it.
+// response is consumed.
+//
+// Here the in-flight value is a mutable borrow of the caller's buffer. The ring keeps it until
+// the response hands it back, so refilling the buffer while the request is in flight (the
+// MSA00 refill) is E0499: `buffer` is still mutably borrowed by the ring, which is used again
+// below. Without the ring, the same borrow would have ended at its last use and `fill`
+// would compile: the error is the ring holding the value, not a moved variable.
 use xen_gnttab::SharedRegion;
 use xen_ring::{FrontRing, Protocol};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -32,9 +37,9 @@ impl Protocol for P {
 }
 
 fn main() {
-    let mut front = FrontRing::<P, _, Vec<u8>>::new(SharedRegion::new_zeroed(4096)).unwrap();
     let mut buffer = vec![0u8; 64];
-    let keep = &mut buffer;
-    front.lease().unwrap().submit(Msg::default(), buffer);
-    keep.fill(0xff);
+    let mut front = FrontRing::<P, _, &mut Vec<u8>>::new(SharedRegion::new_zeroed(4096)).unwrap();
+    front.lease().unwrap().submit(Msg::default(), &mut buffer);
+    buffer.fill(0xff);
+    let _ = front.push_requests();
 }
