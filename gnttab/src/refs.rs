@@ -13,7 +13,6 @@ use crate::abi::{GrantRef, NR_RESERVED_ENTRIES};
 use crate::error::GrantError;
 use alloc::vec::Vec;
 
-
 /// A grant reference owned by whoever holds this value. Not `Copy`, not `Clone`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct OwnedRef {

@@ -99,7 +99,11 @@ fn a_panic_in_end_access_leaves_the_grant_in_the_reclaim_queue() {
     p.panic_at(1);
     let r = catch_unwind(AssertUnwindSafe(|| g.end_access().is_ok()));
     assert!(r.is_err(), "the platform panicked");
-    assert_eq!(p.reclaim_queue().len(), 1, "the live grant was queued, not dropped");
+    assert_eq!(
+        p.reclaim_queue().len(),
+        1,
+        "the live grant was queued, not dropped"
+    );
     assert_eq!(p.table.free_refs(), free - 1, "its ref is still taken");
     // Still mapped: reclaim keeps it.
     let pass = p.reclaim();
