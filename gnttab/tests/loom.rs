@@ -11,7 +11,7 @@ use xen_gnttab::abi::{GTF_READING, GTF_WRITING};
 use xen_gnttab::local::LocalTable;
 use xen_gnttab::shared::SharedRegion;
 use xen_gnttab::v1::{self, hypervisor};
-use xen_gnttab::{Domid, GrantRef, Granted, Grantor, TablePlatform, Writable};
+use xen_gnttab::{Domid, GrantRef, Granted, Grantor, Writable};
 
 const PEER: u16 = 5;
 const G: GrantRef = GrantRef(1);
@@ -87,9 +87,8 @@ fn granted_end_access_returns_the_page_only_when_the_map_lost() {
         let g = Granted::<_, Writable>::new(&table, page, Domid(PEER)).unwrap();
         let gref = g.gref();
         let t2 = table.clone();
-        let hv = thread::spawn(move || {
-            hypervisor::set_status(t2.platform().table(), gref, PEER, false, true, false).is_ok()
-        });
+        // The local platform's peer pin is Xen's map: `_set_status_v1` on the entry.
+        let hv = thread::spawn(move || t2.peer_pin(gref, Domid(PEER), false).is_ok());
         let outcome = g.end_access();
         let mapped = hv.join().unwrap();
         match outcome {
